@@ -1,0 +1,33 @@
+"""The metrics engine: batched, exact segmentation metrics in pure torch (CPU and CUDA).
+
+Examples
+--------
+>>> import torch
+>>> from medseg_eval import metrics
+>>> pred = torch.zeros(2, 64, 64, dtype=torch.long); pred[:, 10:40, 10:40] = 1
+>>> gt = torch.zeros(2, 64, 64, dtype=torch.long); gt[:, 12:42, 10:40] = 1
+>>> metrics.hd95(pred, gt, spacing=(0.5, 0.5), convention="monai")
+tensor([[1.],
+        [1.]], dtype=torch.float64)
+"""
+
+from ._validation import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
+from .conventions import (
+    CONVENTION_SPECS,
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    HIGHER_IS_BETTER,
+    METRICS,
+    Convention,
+    ConventionSpec,
+    EmptyPolicy,
+)
+from .engine import DEFAULT_METRICS, compute
+from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
+
+__all__ = [
+    "CONVENTIONS", "CONVENTION_SPECS", "DEFAULT_CONVENTION", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "METRICS",
+    "Convention", "ConventionSpec", "EmptyPolicy", "LabelError", "MetricInputError", "OptionError",
+    "ShapeMismatchError", "SpacingError", "assd", "compute", "dice", "hausdorff", "hd95", "iou", "masd", "nsd",
+    "precision", "recall", "specificity",
+]

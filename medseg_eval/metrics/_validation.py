@@ -36,10 +36,11 @@ ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need 
 
 
 def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
-    """Check one label map batch and return it as an int64 tensor ``[B, H, W]``.
+    """Check one label map batch and return it as a tensor ``[B, H, W]`` of class ids.
 
     Accepts bool, any integer dtype, or floats holding whole numbers (as images saved by other
-    tools often are); everything else is refused rather than rounded.
+    tools often are); everything else is refused rather than rounded. Integer input keeps its
+    dtype (no full-size int64 copy); floats become int64.
     """
     if isinstance(x, np.ndarray):
         if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.number)):
@@ -69,8 +70,10 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
                 f"`{name}` must hold whole-number class ids, but got {value!r}. Probabilities need a "
                 "declared rule first, e.g. `(prob >= 0.5)` or `logits.argmax(1)`."
             )
-    x = x.long()
-    low, high = int(x.min()), int(x.max())
+        x = x.long()
+    if x.dtype == torch.bool:
+        x = x.view(torch.uint8)
+    low, high = (int(v) for v in torch.aminmax(x))
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         where = ((x < 0) | (x >= num_classes)).flatten(1).any(1).nonzero().flatten().tolist()

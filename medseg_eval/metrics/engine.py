@@ -16,13 +16,13 @@ from ._validation import (
     check_same_shape,
 )
 from .conventions import DEFAULT_CONVENTION, DISTANCE_METRICS, OVERLAP_METRICS, Convention, EmptyPolicy
-from .overlap import confusion_counts, overlap_metric
+from .overlap import ConfusionCounts, confusion_counts, overlap_metric
 from .surface import apply_empty_policy, distance_metric, surface_distances
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
 
-# Pixels (cases x classes x H x W) handled in one pass; bounds the int32 column maps in memory.
+# Pixels (cases x classes x crop height x crop width) handled in one pass; bounds memory.
 _PIXELS_PER_CHUNK = 1 << 24
 
 
@@ -96,38 +96,95 @@ def compute(
     target_t = target_t.to(pred_t.device)
     batch, height, width = pred_t.shape
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
-    spacing_t = as_spacing(spacing, batch)
+    spacing_t = as_spacing(spacing, batch).to(pred_t.device)
 
-    chunk = max(1, _PIXELS_PER_CHUNK // (height * width * (num_classes - 1)))
-    parts: list[dict[str, torch.Tensor]] = []
-    for start in range(0, batch, chunk):
-        rows = slice(start, start + chunk)
-        parts.append(
-            _compute_chunk(
-                pred_t[rows], target_t[rows], None if roi_t is None else roi_t[rows], spacing_t[rows],
+    foreground = (pred_t != 0) | (target_t != 0)
+    if roi_t is not None:
+        foreground &= roi_t
+    top, bottom, left, right = _bounding_boxes(foreground)
+    crop_h = _bucket_sizes(bottom - top, height)
+    crop_w = _bucket_sizes(right - left, width)
+    # Any window inside the image that holds the foreground's bounding box gives exact results:
+    # outside it both masks are background, exactly as outside the image.
+    top = torch.minimum(top, height - crop_h)
+    left = torch.minimum(left, width - crop_w)
+
+    k = num_classes - 1
+    out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
+    groups = torch.stack([crop_h, crop_w], 1)
+    for ch, cw in groups.unique(dim=0).tolist():
+        members = ((crop_h == ch) & (crop_w == cw)).nonzero().flatten()
+        per_chunk = max(1, _PIXELS_PER_CHUNK // (ch * cw * k))
+        for cases in members.split(per_chunk):
+            ys = top[cases, None] + torch.arange(ch, device=pred_t.device)
+            xs = left[cases, None] + torch.arange(cw, device=pred_t.device)
+            window = ((cases[:, None, None] * height + ys[:, :, None]) * width + xs[:, None, :])
+            roi_crop = None if roi_t is None else roi_t.flatten().take(window)
+            results = _compute_crops(
+                pred_t.flatten().take(window), target_t.flatten().take(window), roi_crop, spacing_t[cases],
+                (height, width),
                 metrics, num_classes, convention, percentile, tolerance, empty,
+                outside=_pixels_outside(roi_t, roi_crop, cases, ch * cw, height * width),
             )
-        )
-    return {m: torch.cat([p[m] for p in parts]) for m in metrics}
+            for m, values in results.items():
+                out[m][cases] = values
+    return out
 
 
-def _compute_chunk(
+def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Per case ``top, bottom, left, right`` (bottom/right exclusive); a 1x1 box where empty."""
+    rows, cols = foreground.any(2), foreground.any(1)
+    height, width = rows.shape[1], cols.shape[1]
+    top = rows.int().argmax(1)
+    bottom = height - rows.flip(1).int().argmax(1)
+    left = cols.int().argmax(1)
+    right = width - cols.flip(1).int().argmax(1)
+    present = rows.any(1)
+    return (top, torch.where(present, bottom, 1), left, torch.where(present, right, 1))
+
+
+def _bucket_sizes(extent: torch.Tensor, full: int) -> torch.Tensor:
+    """Round crop extents up a ladder of sizes (16, 24, 32, 48, 64, ...), at most the image size.
+
+    A few shared crop sizes let cases of different object sizes run as one batch each, while the
+    rounding wastes at most half of a side.
+    """
+    ladder = [16, 24]
+    while ladder[-2] * 2 < full:
+        ladder += [ladder[-2] * 2, ladder[-1] * 2]
+    steps = torch.tensor([min(v, full) for v in ladder] + [full], device=extent.device)
+    return steps[torch.searchsorted(steps, extent)]
+
+
+def _pixels_outside(
+    roi: torch.Tensor | None, roi_crop: torch.Tensor | None, cases: torch.Tensor, crop_pixels: int, image_pixels: int
+) -> torch.Tensor:
+    """Counted pixels outside each crop: true negatives of every class the crop does not see."""
+    if roi is None or roi_crop is None:
+        return torch.full((len(cases),), float(image_pixels - crop_pixels), dtype=torch.float64, device=cases.device)
+    return (roi[cases].flatten(1).sum(1) - roi_crop.flatten(1).sum(1)).double()
+
+
+def _compute_crops(
     pred: torch.Tensor,
     target: torch.Tensor,
     roi: torch.Tensor | None,
     spacing: torch.Tensor,
+    image_size: tuple[int, int],
     metrics: list[str],
     num_classes: int,
     convention: str,
     percentile: float,
     tolerance: float,
     empty: EmptyPolicy,
+    outside: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
-    batch, height, width = pred.shape
+    batch = pred.shape[0]
     k = num_classes - 1
     if any(m in OVERLAP_METRICS for m in metrics):
         counts = confusion_counts(pred, target, num_classes, roi)
+        counts = ConfusionCounts(counts.tp, counts.fp, counts.fn, counts.tn + outside[:, None])
         for m in metrics:
             if m in OVERLAP_METRICS:
                 out[m] = overlap_metric(m, counts, empty)
@@ -140,10 +197,9 @@ def _compute_chunk(
             pred_masks &= roi.unsqueeze(1)
             target_masks &= roi.unsqueeze(1)
         # Cases x classes become N independent image pairs, row n = case * k + class.
-        per_pair = spacing.repeat_interleave(k, 0).to(pred.device)
-        sd = surface_distances(
-            pred_masks.flatten(0, 1), target_masks.flatten(0, 1), per_pair, convention
-        )
+        per_pair = spacing.repeat_interleave(k, 0)
+        sd = surface_distances(pred_masks.flatten(0, 1), target_masks.flatten(0, 1), per_pair, convention)
+        height, width = image_size
         diagonal = torch.hypot(height * per_pair[:, 0], width * per_pair[:, 1])
         for m in wanted:
             values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)

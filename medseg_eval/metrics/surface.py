@@ -3,13 +3,14 @@
 Everything runs batched on ``[N, H, W]`` masks (N = cases x classes) with torch ops only, so the
 same code runs on CPU and CUDA.
 
-Distances are exact. For the set ``T`` of boundary elements of one mask, a column pass gives
-``g(i, j) = min |i - k|`` over ``T``'s elements ``k`` in column ``j`` (two cumulative scans).
-The squared distance from a query element ``(i, j)`` of the other boundary is then
-``min_j' (sy * g(i, j'))**2 + (sx * (j - j'))**2`` (Saito & Toriwaki 1994; Meijster et al. 2000),
-evaluated only at query elements and first over a small window of columns: once the best value in
-the window is no larger than the squared distance to the first column outside it, no column outside
-can win, so the result is exact; the few unresolved queries widen the window. Squared distances are
+Distances are exact and separable (Saito & Toriwaki 1994; Meijster et al. 2000): for the set ``T``
+of boundary elements of one mask, let ``g(i', j)`` be the column distance from ``(i', j)`` to the
+nearest element of ``T`` in row ``i'``; the squared distance from a query element ``(i, j)`` of the
+other boundary is ``min_i' (sy * (i - i'))**2 + (sx * g(i', j))**2``. ``g`` is found only where it is
+needed, by a binary search in the sorted list of ``T``'s elements, and the minimum runs first over
+a small window of rows around ``i``: once the best value in the window is no larger than the squared
+distance to the first row outside it, no row outside can win, so the result is exact; the few
+unresolved queries widen the window. Squared distances are
 formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in float64),
 and one square root is taken at the end.
 """
@@ -24,12 +25,11 @@ import torch
 
 from .conventions import CONVENTION_SPECS, EmptyPolicy
 
-# Column windows (half-widths) tried in turn before falling back to every column.
-_WINDOWS = (8, 32, 128)
-# Upper bound of the elements in one [queries, columns] block of the row pass (memory cap).
-_BLOCK = 1 << 22
-# Marks "no boundary element in this column"; large enough to lose every comparison, small
-# enough that (_FAR * spacing)**2 stays finite in float64.
+# Row windows (half-widths) tried in turn before falling back to every row.
+_WINDOWS = (1, 4, 16, 64)
+# Upper bound of the elements in one [queries, rows] block of the search (memory cap).
+_BLOCK = 1 << 20
+# Marks "no boundary element in this row"; far beyond any image, yet exact in float64 when squared.
 _FAR = 1 << 24
 
 
@@ -93,32 +93,25 @@ def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
-def _column_distances(targets: torch.Tensor) -> torch.Tensor:
-    """``g[n, i, j]``: row distance from ``(i, j)`` to the nearest target in column ``j`` (int32)."""
-    h = targets.shape[1]
-    rows = torch.arange(h, dtype=torch.int32, device=targets.device).view(1, h, 1)
-    above = torch.where(targets, rows, -_FAR).cummax(1).values
-    below = torch.where(targets, rows, 2 * _FAR).flip(1).cummin(1).values.flip(1)
-    return torch.minimum(rows - above, below - rows).clamp_max(_FAR)
+def _gaps_along_rows(keys: torch.Tensor, line: torch.Tensor, col: torch.Tensor, width: int) -> torch.Tensor:
+    """Column distance from ``(line, col)`` to the nearest target in that row (``_FAR`` if none).
 
-
-def _row_pass(g_rows: torch.Tensor, j: torch.Tensor, sy: torch.Tensor, sx: torch.Tensor, half: int | None) -> torch.Tensor:
-    """Minimum squared distance over the columns ``j - half .. j + half`` (all columns if ``half`` is None)."""
-    w = g_rows.shape[1]
-    if half is None:
-        cols = torch.arange(w, device=j.device).expand(len(j), w)
-    else:
-        cols = j[:, None] + torch.arange(-half, half + 1, device=j.device)
-    inside = (cols >= 0) & (cols < w)
-    g = g_rows.gather(1, cols.clamp(0, w - 1)).double() * sy[:, None]
-    dx = (cols - j[:, None]).double() * sx[:, None]
-    d2 = g * g + dx * dx
-    return d2.masked_fill(~inside, math.inf).amin(1)
+    ``keys`` lists the targets as ``line * width + col``, ascending, between two sentinels that
+    lie outside every row; ``line`` numbers the rows of all images. A binary search puts each probe
+    between its neighbours left and right, which count only when they are in the probe's row.
+    """
+    start = line * width
+    probe = start + col
+    pos = torch.searchsorted(keys, probe)
+    right, left = keys[pos], keys[pos - 1]
+    gap_right = torch.where(right < start + width, right - probe, _FAR)
+    gap_left = torch.where(left >= start, probe - left, _FAR)
+    return torch.minimum(gap_right, gap_left)
 
 
 def nearest_squared_distances(
     queries: torch.Tensor, targets: torch.Tensor, spacing: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Exact squared distance from every query element to the nearest target element.
 
     Parameters
@@ -130,42 +123,56 @@ def nearest_squared_distances(
 
     Returns
     -------
-    image, d2
-        ``image[q]`` is the image index of query ``q`` (queries in row-major order per image) and
-        ``d2[q]`` its squared distance (float64). Images without targets give huge, finite values;
-        the caller treats them by its empty-mask rule.
+    image, row, col, d2
+        Coordinates of each query (row-major order) and its squared distance (float64). Queries in
+        an image without targets get ``inf``; the caller treats them by its empty-mask rule.
 
     Examples
     --------
     >>> q = torch.zeros(1, 4, 4, dtype=torch.bool); q[0, 0, 0] = True
     >>> t = torch.zeros(1, 4, 4, dtype=torch.bool); t[0, 3, 2] = True
-    >>> nearest_squared_distances(q, t, torch.tensor([[1.0, 0.5]], dtype=torch.float64))[1].tolist()
+    >>> nearest_squared_distances(q, t, torch.tensor([[1.0, 0.5]], dtype=torch.float64))[3].tolist()
     [10.0]
     """
-    image, i, j = queries.nonzero(as_tuple=True)
-    g = _column_distances(targets)
-    w = g.shape[2]
-    d2 = torch.empty(len(image), dtype=torch.float64, device=queries.device)
+    _, h, w = queries.shape
+    device = queries.device
+    image, row, col = queries.nonzero(as_tuple=True)
+    t_image, t_row, t_col = targets.nonzero(as_tuple=True)
+    d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
+    if len(image) == 0 or len(t_image) == 0:
+        return image, row, col, d2
+    # int32 indices where they fit: the search below is bound by memory traffic.
+    index_dtype = torch.int32 if targets.numel() < 2**30 else torch.int64
+    image, row, col = image.to(index_dtype), row.to(index_dtype), col.to(index_dtype)
+    sentinel = torch.tensor([-2 * _FAR, targets.numel() + 2 * _FAR], dtype=index_dtype, device=device)
+    keys = torch.cat([sentinel[:1], ((t_image * h + t_row) * w + t_col).to(index_dtype), sentinel[1:]])
     sy_all, sx_all = spacing[:, 0], spacing[:, 1]
-    pending = torch.arange(len(image), device=queries.device)
-    for half in (*(h for h in _WINDOWS if 2 * h + 1 < w), None):
-        width = w if half is None else 2 * half + 1
-        still = []
-        for block in pending.split(max(1, _BLOCK // width)):
-            n = image[block]
-            sx = sx_all[n]
-            best = _row_pass(g[n, i[block]], j[block], sy_all[n], sx, half)
+    pending = torch.arange(len(image), device=device)
+    for half in (*(k for k in _WINDOWS if 2 * k + 1 < h), None):
+        lines = h if half is None else 2 * half + 1
+        unresolved = []
+        for block in pending.split(max(1, _BLOCK // lines)):
+            n, i, j = image[block], row[block], col[block]
+            if half is None:
+                rows = torch.arange(h, device=device, dtype=index_dtype).expand(len(block), h)
+            else:
+                rows = i[:, None] + torch.arange(-half, half + 1, device=device, dtype=index_dtype)
+            inside = (rows >= 0) & (rows < h)
+            gap = _gaps_along_rows(keys, n[:, None] * h + rows.clamp(0, h - 1), j[:, None], w)
+            dy = (rows - i[:, None]).double() * sy_all[n, None]
+            dx = gap.double() * sx_all[n, None]
+            best = (dy * dy + dx * dx).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
             d2[block] = best
             if half is not None:
-                # Exact once no column outside the window can be closer than the best inside it.
-                outside = (half + 1) * sx
-                still.append(block[best > outside * outside])
-        if half is None or not still:
+                # Exact once no row outside the window can be closer than the best inside it.
+                outside = (half + 1) * sy_all[n]
+                unresolved.append(block[best > outside * outside])
+        if half is None:
             break
-        pending = torch.cat(still)
+        pending = torch.cat(unresolved)
         if len(pending) == 0:
             break
-    return image, d2
+    return image.long(), row.long(), col.long(), d2
 
 
 @dataclass(frozen=True)
@@ -232,20 +239,18 @@ def surface_distances(
         codes = neighbour_codes(torch.cat([pred, target]))
         elements = (codes != 0) & (codes != 15)
         table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
-        weight_of = table.gather(1, codes.flatten(1).long()).view(codes.shape)
     else:
         elements = edge_pixels(torch.cat([pred, target]))
-        weight_of = None
     both_spacing = spacing.repeat(2, 1)
     # Queries of the first half look at targets of the second half and vice versa.
     swapped = torch.cat([elements[n:], elements[:n]])
-    image, d2 = nearest_squared_distances(elements, swapped, both_spacing)
+    image, row, col, d2 = nearest_squared_distances(elements, swapped, both_spacing)
     d = d2.sqrt()
     if spec.distance_dtype == "float32":
         d = d.float().double()
-    weights = weight_of[elements] if weight_of is not None else torch.ones_like(d)
+    by_weight = spec.boundary == "surfels"
+    weights = table[image, codes[image, row, col].long()] if by_weight else torch.ones_like(d)
     from_pred = image < n
-    by_weight = weight_of is not None
     pd, pw, pc = _padded_rows(image[from_pred], d[from_pred], weights[from_pred], n, by_weight)
     td, tw, tc = _padded_rows(image[~from_pred] - n, d[~from_pred], weights[~from_pred], n, by_weight)
     return SurfaceDistances(pd, pw, pc, td, tw, tc)

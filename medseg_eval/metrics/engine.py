@@ -86,8 +86,8 @@ def compute(
     >>> [round(out[m].item(), 4) for m in ("dice", "hausdorff", "nsd")]
     [0.8333, 2.0, 1.0]
     """
-    metrics = list(metrics)
     check_options(metrics, convention, percentile, tolerance)
+    metrics = list(metrics)
     num_classes = check_num_classes(num_classes)
     empty = EmptyPolicy() if empty is None else empty
     pred_t = as_label_tensor(pred, "pred", num_classes)

@@ -196,7 +196,8 @@ def _padded_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Scatter a flat list (grouped by image) into sorted, padded rows ``[n, L]``."""
     count = torch.bincount(image, minlength=n)
-    length = int(count.max()) if n else 0
+    # At least one (padding) column, so that per-row lookups work when every boundary is empty.
+    length = max(1, int(count.max()) if n else 0)
     start = count.cumsum(0) - count
     position = torch.arange(len(image), device=image.device) - start[image]
     d = torch.full((n, length), math.inf, dtype=torch.float64, device=image.device)
@@ -262,8 +263,6 @@ def _row_totals(cumulative: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     Unlike ``sum(1)``, whose summation order depends on the padded row length, this gives the same
     bits for a case whatever batch it is computed in.
     """
-    if cumulative.shape[1] == 0:
-        return cumulative.new_zeros(len(cumulative))
     return cumulative.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
 
 
@@ -304,8 +303,7 @@ def _linear_percentile(d: torch.Tensor, count: torch.Tensor, q: float) -> torch.
 
 
 def _directed_max(d: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    last = (count - 1).clamp_min(0)
-    return d.gather(1, last[:, None]).squeeze(1) if d.shape[1] else torch.zeros_like(count, dtype=torch.float64)
+    return d.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
 
 
 def distance_metric(

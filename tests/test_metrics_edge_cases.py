@@ -1,0 +1,153 @@
+"""Edge cases: empty masks (the policy), single pixels, the image border, full images, the ROI."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from medseg_eval import metrics
+from medseg_eval.metrics import EmptyPolicy
+from tests.references import REFERENCES
+
+CONVENTIONS = ["surface-distance", "monai", "medpy"]
+SPACINGS = [(1.0, 1.0), (0.5, 0.8)]
+DISTANCES = ["hausdorff", "hd95", "assd", "masd", "nsd"]
+
+
+def _mask(shape=(24, 30), **boxes) -> np.ndarray:
+    m = np.zeros(shape, bool)
+    for ys, xs in boxes.values():
+        m[ys, xs] = True
+    return m
+
+
+def _disk(shape, cy, cx, r) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+SHAPE = (24, 30)
+NON_EMPTY_CASES = {
+    "identical": (_disk(SHAPE, 12, 15, 6), _disk(SHAPE, 12, 15, 6)),
+    "pixel_same": (_mask(a=(5, 7)), _mask(a=(5, 7))),
+    "pixel_apart": (_mask(a=(3, 4)), _mask(a=(20, 25))),
+    "pixel_vs_disk": (_mask(a=(12, 15)), _disk(SHAPE, 12, 15, 4)),
+    "corner_pixel": (_mask(a=(0, 0)), _mask(a=(1, 2))),
+    "border_touch": (_disk(SHAPE, 0, 10, 7), _disk(SHAPE, 1, 11, 7)),
+    "border_corner": (_mask(a=(slice(0, 6), slice(0, 7))), _mask(a=(slice(0, 5), slice(0, 9)))),
+    "full_image": (np.ones(SHAPE, bool), np.ones(SHAPE, bool)),
+    "full_vs_blob": (np.ones(SHAPE, bool), _disk(SHAPE, 12, 15, 3)),
+    "two_components": (_mask(a=(slice(2, 6), slice(2, 6)), b=(slice(15, 20), slice(20, 28))),
+                       _mask(a=(slice(2, 7), slice(3, 6)))),
+}
+
+
+@pytest.mark.parametrize("spacing", SPACINGS)
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("name", list(NON_EMPTY_CASES))
+def test_edge_case_matches_reference(name: str, convention: str, spacing) -> None:
+    pred, gt = NON_EMPTY_CASES[name]
+    ours = metrics.compute(pred, gt, list(metrics.METRICS), spacing=spacing, convention=convention)
+    ref = REFERENCES[convention](pred, gt, spacing, 95.0, 2.0)
+    for metric, value in ref.items():
+        if math.isnan(value):
+            continue  # undefined in the reference (e.g. specificity of a full mask): the policy decides
+        got = ours[metric.split("@")[0]].item()
+        assert math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9), f"{name} {metric}: ours {got}, ref {value}"
+
+
+def _empty_pair(which: str) -> tuple[np.ndarray, np.ndarray]:
+    blob = _disk(SHAPE, 10, 10, 4)
+    empty = np.zeros(SHAPE, bool)
+    return {"pred": (empty, blob), "target": (blob, empty), "both": (empty, empty)}[which]
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+@pytest.mark.parametrize("spacing", SPACINGS)
+def test_default_empty_policy_scores_best_and_worst(convention: str, spacing) -> None:
+    diagonal = math.hypot(SHAPE[0] * spacing[0], SHAPE[1] * spacing[1])
+    names = list(metrics.METRICS)
+    for which in ("pred", "target"):
+        out = metrics.compute(*_empty_pair(which), names, spacing=spacing, convention=convention)
+        assert out["dice"].item() == 0.0 and out["iou"].item() == 0.0 and out["nsd"].item() == 0.0
+        for m in ("hausdorff", "hd95", "assd", "masd"):
+            assert out[m].item() == pytest.approx(diagonal, rel=1e-12), (which, m)
+        # With empty ground truth, the whole image minus the prediction is true negative.
+        assert out["specificity"].item() == pytest.approx(1.0 if which == "pred" else 1 - 49 / 720)
+    both = metrics.compute(*_empty_pair("both"), names, spacing=spacing, convention=convention)
+    for m in names:
+        expected = 0.0 if m in ("hausdorff", "hd95", "assd", "masd") else 1.0
+        assert both[m].item() == expected, m
+
+
+def test_nan_and_inf_empty_policies() -> None:
+    names = list(metrics.METRICS)
+    nan_policy = EmptyPolicy(both_empty="nan", one_empty="nan")
+    for which in ("pred", "target", "both"):
+        out = metrics.compute(*_empty_pair(which), names, empty=nan_policy)
+        for m in ("dice", "iou", "hausdorff", "hd95", "assd", "masd", "nsd"):
+            assert math.isnan(out[m].item()), (which, m)
+    out = metrics.compute(*_empty_pair("pred"), names, empty=EmptyPolicy(worst_distance="inf"))
+    assert out["hausdorff"].item() == math.inf and out["hd95"].item() == math.inf
+    assert out["dice"].item() == 0.0
+
+
+def test_empty_policy_rejects_unknown_values() -> None:
+    with pytest.raises(ValueError, match="one_empty"):
+        EmptyPolicy(one_empty="zero")  # type: ignore[arg-type]
+
+
+def test_an_empty_class_does_not_disturb_the_others() -> None:
+    pred = np.zeros(SHAPE, np.int64)
+    gt = np.zeros(SHAPE, np.int64)
+    pred[_disk(SHAPE, 8, 8, 4)] = 1
+    gt[_disk(SHAPE, 9, 8, 4)] = 1
+    gt[_disk(SHAPE, 18, 22, 3)] = 2  # class 2 missed entirely; class 3 absent from both
+    out = metrics.compute(pred, gt, ["dice", "hausdorff"], num_classes=4, spacing=(0.5, 0.8))
+    alone = metrics.compute(pred == 1, gt == 1, ["dice", "hausdorff"], spacing=(0.5, 0.8))
+    assert out["dice"][0, 0] == alone["dice"][0, 0]
+    assert out["hausdorff"][0, 0] == alone["hausdorff"][0, 0]
+    assert out["dice"][0, 1].item() == 0.0 and out["dice"][0, 2].item() == 1.0
+    assert out["hausdorff"][0, 2].item() == 0.0
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_roi_equals_masking_both_masks(convention: str) -> None:
+    rng = np.random.default_rng(3)
+    pred = rng.random((4, 40, 50)) < 0.3
+    gt = rng.random((4, 40, 50)) < 0.3
+    roi = _disk((40, 50), 20, 25, 17)
+    names = list(metrics.METRICS)
+    with_roi = metrics.compute(pred, gt, names, roi=roi, convention=convention)
+    masked = metrics.compute(pred & roi, gt & roi, names, convention=convention)
+    for m in ["dice", "iou", "precision", "recall", *DISTANCES]:
+        torch.testing.assert_close(with_roi[m], masked[m], rtol=0, atol=0)
+    # Specificity counts true negatives inside the ROI only (slow, obvious reference).
+    tn = ((~pred) & (~gt) & roi).sum((1, 2))
+    fp = (pred & (~gt) & roi).sum((1, 2))
+    np.testing.assert_allclose(with_roi["specificity"][:, 0].numpy(), tn / (tn + fp), rtol=1e-12)
+
+
+def test_input_types_give_identical_results() -> None:
+    pred, gt = NON_EMPTY_CASES["two_components"]
+    reference = metrics.compute(pred, gt, DISTANCES + ["dice"])
+    for p, g in [
+        (pred.astype(np.uint8), gt.astype(np.uint8)),
+        (torch.from_numpy(pred), torch.from_numpy(gt)),
+        (torch.from_numpy(pred).float(), torch.from_numpy(gt).double()),
+        (pred.astype(np.int16)[None], gt.astype(np.int32)[None]),
+    ]:
+        out = metrics.compute(p, g, DISTANCES + ["dice"])
+        for m in reference:
+            assert out[m].dtype == torch.float64 and out[m].shape == (1, 1)
+            torch.testing.assert_close(out[m], reference[m], rtol=0, atol=0)
+
+
+def test_per_case_spacing_scales_distances() -> None:
+    pred, gt = NON_EMPTY_CASES["border_corner"]
+    batch_pred = np.stack([pred, pred]); batch_gt = np.stack([gt, gt])
+    out = metrics.hausdorff(batch_pred, batch_gt, spacing=[[1.0, 1.0], [2.0, 2.0]])
+    assert out[1, 0].item() == pytest.approx(2 * out[0, 0].item(), rel=1e-12)

@@ -1,0 +1,97 @@
+"""Bad input gets a specific exception whose message says what was expected."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from medseg_eval import metrics
+from medseg_eval.metrics import LabelError, OptionError, ShapeMismatchError, SpacingError
+
+GOOD = np.zeros((2, 16, 16), np.int64)
+
+
+def test_mismatched_shapes_are_rejected() -> None:
+    with pytest.raises(ShapeMismatchError, match=r"\(2, 16, 16\).*\(2, 16, 17\)"):
+        metrics.dice(GOOD, np.zeros((2, 16, 17), np.int64))
+
+
+def test_probability_maps_with_a_channel_axis_are_rejected_with_a_hint() -> None:
+    with pytest.raises(ShapeMismatchError, match="argmax"):
+        metrics.dice(np.zeros((2, 3, 16, 16)), np.zeros((2, 3, 16, 16)))
+
+
+def test_label_at_or_above_num_classes_is_rejected() -> None:
+    bad = GOOD.copy(); bad[1, 3, 3] = 2
+    with pytest.raises(LabelError, match=r"label 2 \(cases at batch index \[1\]\).*0\.\.1"):
+        metrics.dice(bad, GOOD)
+
+
+def test_masks_saved_as_0_255_get_a_hint() -> None:
+    bad = (GOOD + 255).astype(np.uint8)
+    with pytest.raises(LabelError, match="0/255"):
+        metrics.hd95(bad, GOOD)
+
+
+def test_negative_labels_are_rejected() -> None:
+    bad = GOOD.copy(); bad[0, 0, 0] = -1
+    with pytest.raises(LabelError, match="label -1"):
+        metrics.dice(GOOD, bad)
+
+
+def test_fractional_float_masks_are_rejected() -> None:
+    with pytest.raises(LabelError, match="whole-number.*0.3"):
+        metrics.dice(np.full((16, 16), 0.3), np.zeros((16, 16)))
+
+
+def test_whole_number_float_masks_are_accepted() -> None:
+    assert metrics.dice(np.ones((16, 16), np.float32), np.ones((16, 16))).item() == 1.0
+
+
+def test_nan_is_rejected() -> None:
+    bad = np.zeros((16, 16)); bad[2, 2] = np.nan
+    with pytest.raises(LabelError, match="NaN"):
+        metrics.dice(bad, np.zeros((16, 16)))
+
+
+def test_non_array_input_is_rejected() -> None:
+    with pytest.raises(LabelError, match="torch.Tensor or numpy.ndarray"):
+        metrics.dice([[0, 1]], np.zeros((1, 2)))
+
+
+@pytest.mark.parametrize("spacing", [(1.0,), (1.0, 2.0, 3.0), [[1.0, 1.0]] * 3, (0.0, 1.0), (-1.0, 1.0),
+                                     (float("nan"), 1.0), "1mm"])
+def test_bad_spacing_is_rejected(spacing) -> None:
+    with pytest.raises(SpacingError):
+        metrics.hausdorff(GOOD, GOOD, spacing=spacing)
+
+
+@pytest.mark.parametrize("num_classes", [0, 1, 2.5, True])
+def test_bad_num_classes_is_rejected(num_classes) -> None:
+    with pytest.raises(OptionError, match="num_classes"):
+        metrics.dice(GOOD, GOOD, num_classes=num_classes)
+
+
+def test_unknown_convention_metric_percentile_tolerance_are_rejected() -> None:
+    with pytest.raises(OptionError, match="convention"):
+        metrics.hd95(GOOD, GOOD, convention="scipy")
+    with pytest.raises(OptionError, match="Unknown metric"):
+        metrics.compute(GOOD, GOOD, ["dice", "hd99"])
+    with pytest.raises(OptionError, match="list of names"):
+        metrics.compute(GOOD, GOOD, "dice")
+    with pytest.raises(OptionError, match="percentile"):
+        metrics.hd95(GOOD, GOOD, percentile=101)
+    with pytest.raises(OptionError, match="tolerance"):
+        metrics.nsd(GOOD, GOOD, tolerance=-1)
+
+
+def test_roi_of_wrong_shape_is_rejected() -> None:
+    with pytest.raises(ShapeMismatchError, match="roi"):
+        metrics.dice(GOOD, GOOD, roi=np.ones((15, 16), bool))
+
+
+def test_errors_share_one_base_class() -> None:
+    assert issubclass(LabelError, metrics.MetricInputError) and issubclass(metrics.MetricInputError, ValueError)
+    with pytest.raises(metrics.MetricInputError):
+        metrics.dice(torch.zeros(3, 3), torch.zeros(3, 4))

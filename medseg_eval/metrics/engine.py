@@ -23,7 +23,8 @@ from .surface import apply_empty_policy, distance_metric, surface_distances
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
 
 # Pixels (cases x classes x crop height x crop width) handled in one pass; bounds memory.
-_PIXELS_PER_CHUNK = 1 << 24
+_CPU_PIXELS_PER_CHUNK = 1 << 24
+_GPU_PIXELS_PER_CHUNK = 1 << 27
 
 
 def compute(
@@ -98,23 +99,33 @@ def compute(
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
     spacing_t = as_spacing(spacing, batch).to(pred_t.device)
 
-    foreground = (pred_t != 0) | (target_t != 0)
-    if roi_t is not None:
-        foreground &= roi_t
-    top, bottom, left, right = _bounding_boxes(foreground)
-    crop_h = _bucket_sizes(bottom - top, height)
-    crop_w = _bucket_sizes(right - left, width)
-    # Any window inside the image that holds the foreground's bounding box gives exact results:
-    # outside it both masks are background, exactly as outside the image.
-    top = torch.minimum(top, height - crop_h)
-    left = torch.minimum(left, width - crop_w)
+    if pred_t.device.type == "cpu":
+        # CPU time grows with the pixels touched, so each case is cropped to its foreground.
+        foreground = (pred_t != 0) | (target_t != 0)
+        if roi_t is not None:
+            foreground &= roi_t
+        top, bottom, left, right = _bounding_boxes(foreground)
+        crop_h = _bucket_sizes(bottom - top, height)
+        crop_w = _bucket_sizes(right - left, width)
+        # Any window inside the image that holds the foreground's bounding box gives exact
+        # results: outside it both masks are background, exactly as outside the image.
+        top = torch.minimum(top, height - crop_h)
+        left = torch.minimum(left, width - crop_w)
+        pixels_per_chunk = _CPU_PIXELS_PER_CHUNK
+    else:
+        # On a GPU a pass over whole images costs less than the kernel launches of many crop
+        # sizes, so all cases run at full size in large chunks.
+        top = left = torch.zeros(batch, dtype=torch.long, device=pred_t.device)
+        crop_h = torch.full_like(top, height)
+        crop_w = torch.full_like(top, width)
+        pixels_per_chunk = _GPU_PIXELS_PER_CHUNK
 
     k = num_classes - 1
     out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
     groups = torch.stack([crop_h, crop_w], 1)
     for ch, cw in groups.unique(dim=0).tolist():
         members = ((crop_h == ch) & (crop_w == cw)).nonzero().flatten()
-        per_chunk = max(1, _PIXELS_PER_CHUNK // (ch * cw * k))
+        per_chunk = max(1, pixels_per_chunk // (ch * cw * k))
         for cases in members.split(per_chunk):
             ys = top[cases, None] + torch.arange(ch, device=pred_t.device)
             xs = left[cases, None] + torch.arange(cw, device=pred_t.device)

@@ -9,8 +9,9 @@ nearest element of ``T`` in row ``i'``; the squared distance from a query elemen
 other boundary is ``min_i' (sy * (i - i'))**2 + (sx * g(i', j))**2``. ``g`` is found only where it is
 needed, by a binary search in the sorted list of ``T``'s elements, and the minimum runs first over
 a small window of rows around ``i``: once the best value in the window is no larger than the squared
-distance to the first row outside it, no row outside can win, so the result is exact; the few
-unresolved queries widen the window. Squared distances are
+distance to the first row outside it, no row outside can win, so the result is exact. Otherwise the
+best value bounds how many rows away the nearest target can be, and one more search over exactly
+those rows settles the query; a query that saw no target at all widens its window. Squared distances are
 formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in float64),
 and one square root is taken at the end.
 """
@@ -25,8 +26,9 @@ import torch
 
 from .conventions import CONVENTION_SPECS, EmptyPolicy
 
-# Row windows (half-widths) tried in turn before falling back to every row.
-_WINDOWS = (1, 4, 16, 64)
+# Half-width (rows) of the first search window, and its growth while a query sees no target.
+_FIRST_WINDOW = 1
+_WINDOW_GROWTH = 4
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
 # Marks "no boundary element in this row"; far beyond any image, yet exact in float64 when squared.
@@ -141,38 +143,88 @@ def nearest_squared_distances(
     d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
     if len(image) == 0 or len(t_image) == 0:
         return image, row, col, d2
+    # Shared boundary elements (often about half of them) are at distance 0: no search needed.
+    flat = (image * h + row) * w + col
+    on_target = targets.flatten()[flat]
+    d2[on_target] = 0.0
     # int32 indices where they fit: the search below is bound by memory traffic.
     index_dtype = torch.int32 if targets.numel() < 2**30 else torch.int64
-    image, row, col = image.to(index_dtype), row.to(index_dtype), col.to(index_dtype)
     sentinel = torch.tensor([-2 * _FAR, targets.numel() + 2 * _FAR], dtype=index_dtype, device=device)
-    keys = torch.cat([sentinel[:1], ((t_image * h + t_row) * w + t_col).to(index_dtype), sentinel[1:]])
-    sy_all, sx_all = spacing[:, 0], spacing[:, 1]
-    pending = torch.arange(len(image), device=device)
-    for half in (*(k for k in _WINDOWS if 2 * k + 1 < h), None):
-        lines = h if half is None else 2 * half + 1
-        unresolved = []
-        for block in pending.split(max(1, _BLOCK // lines)):
-            n, i, j = image[block], row[block], col[block]
-            if half is None:
-                rows = torch.arange(h, device=device, dtype=index_dtype).expand(len(block), h)
-            else:
-                rows = i[:, None] + torch.arange(-half, half + 1, device=device, dtype=index_dtype)
-            inside = (rows >= 0) & (rows < h)
-            gap = _gaps_along_rows(keys, n[:, None] * h + rows.clamp(0, h - 1), j[:, None], w)
-            dy = (rows - i[:, None]).double() * sy_all[n, None]
-            dx = gap.double() * sx_all[n, None]
-            best = (dy * dy + dx * dx).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
-            d2[block] = best
-            if half is not None:
-                # Exact once no row outside the window can be closer than the best inside it.
-                outside = (half + 1) * sy_all[n]
-                unresolved.append(block[best > outside * outside])
-        if half is None:
+    search = _WindowSearch(
+        keys=torch.cat([sentinel[:1], ((t_image * h + t_row) * w + t_col).to(index_dtype), sentinel[1:]]),
+        image=image.to(index_dtype), row=row.to(index_dtype), col=col.to(index_dtype),
+        sy=spacing[:, 0], sx=spacing[:, 1], height=h, width=w,
+    )
+    pending = (~on_target).nonzero().flatten()
+    half = torch.full_like(pending, _FIRST_WINDOW)
+    best = search.min_over_rows(pending, _FIRST_WINDOW)
+    while True:
+        d2[pending] = best
+        sy = search.sy[image[pending]]
+        # Exact once no row outside the window can be closer than the best inside it, or once
+        # every row was searched.
+        reach = (half + 1) * sy
+        open_ = (best > reach * reach) & (2 * half + 1 < h)
+        if not open_.any():
             break
-        pending = torch.cat(unresolved)
-        if len(pending) == 0:
-            break
-    return image.long(), row.long(), col.long(), d2
+        pending, best, half, sy = pending[open_], best[open_], half[open_], sy[open_]
+        # The nearest target lies within sqrt(best) / sy rows (unbounded if none was seen yet):
+        # search exactly those rows when that is no wider than growing the window would be.
+        bound = torch.where(torch.isfinite(best), (best.sqrt() / sy).ceil(), math.inf)
+        grown = (half * _WINDOW_GROWTH).double()
+        half = torch.minimum(bound, grown).clamp_max(h).long()
+        best = search.min_over_rows_each(pending, half)
+        # A search out to the bound is exact: mark it done by widening its nominal window.
+        half = torch.where(half.double() >= bound, h, half)
+    return image, row, col, d2
+
+
+@dataclass(frozen=True)
+class _WindowSearch:
+    """Query and target elements of one batch, prepared for windowed row searches."""
+
+    keys: torch.Tensor  # targets as (image * height + row) * width + col, ascending, between sentinels
+    image: torch.Tensor
+    row: torch.Tensor
+    col: torch.Tensor
+    sy: torch.Tensor
+    sx: torch.Tensor
+    height: int
+    width: int
+
+    def min_over_rows(self, queries: torch.Tensor, half: int) -> torch.Tensor:
+        """Smallest squared distance to a target in rows ``row - half .. row + half`` (all if wider)."""
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        step = max(1, _BLOCK // min(self.height, 2 * half + 1))
+        for start in range(0, len(queries), step):
+            out[start:start + step] = self._min_over(queries[start:start + step], half)
+        return out
+
+    def min_over_rows_each(self, queries: torch.Tensor, halves: torch.Tensor) -> torch.Tensor:
+        """As :meth:`min_over_rows` with one half-width per query (at least that wide).
+
+        Half-widths are rounded up to powers of two, and each such class is searched in one pass
+        with the queries in their original, row-major order, which keeps the binary searches local.
+        """
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        classes = torch.exp2(torch.log2(halves.clamp(1, self.height).double()).ceil()).long()
+        for half in classes.unique().tolist():
+            members = (classes == half).nonzero().flatten()
+            out[members] = self.min_over_rows(queries[members], half)
+        return out
+
+    def _min_over(self, queries: torch.Tensor, half: int) -> torch.Tensor:
+        h = self.height
+        n, i, j = self.image[queries], self.row[queries], self.col[queries]
+        if 2 * half + 1 >= h:
+            rows = torch.arange(h, device=n.device, dtype=n.dtype).expand(len(n), h)
+        else:
+            rows = i[:, None] + torch.arange(-half, half + 1, device=n.device, dtype=n.dtype)
+        inside = (rows >= 0) & (rows < h)
+        gap = _gaps_along_rows(self.keys, n[:, None] * h + rows.clamp(0, h - 1), j[:, None], self.width)
+        dy = (rows - i[:, None]).double() * self.sy[n.long(), None]
+        dx = gap.double() * self.sx[n.long(), None]
+        return (dy * dy + dx * dx).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
 
 
 @dataclass(frozen=True)

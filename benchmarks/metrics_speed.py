@@ -5,10 +5,14 @@ Each library computes Dice, HD, HD95, ASSD and NSD at 2 px (MedPy: no NSD) on th
 that library's convention. Reported: cases/s and the ratio ours / reference, plus the largest
 relative difference between the two sets of numbers (it must be ~0).
 
+``--data drive`` uses real masks instead: DRIVE's 20 test images, the second observer scored
+against the first inside the field of view (both masked by it, for every library alike).
+
 Run from the repository root::
 
     python -m benchmarks.metrics_speed --cases 200
-    python -m benchmarks.metrics_speed --cases 2000 --device cuda --skip-references
+    python -m benchmarks.metrics_speed --data drive
+    python -m benchmarks.metrics_speed --cases 1000 --batch 1000 --device cuda --skip-references
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 from medseg_eval import metrics
-from tests.cases import random_cases
+from tests.cases import Case, random_cases
 
 NAMES = ["dice", "hausdorff", "hd95", "assd", "nsd"]
 
@@ -63,6 +67,7 @@ def _time_reference(convention: str, cases) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", choices=["synthetic", "drive"], default="synthetic")
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
@@ -71,14 +76,21 @@ def main() -> None:
     parser.add_argument("--skip-references", action="store_true", help="time medseg_eval only (e.g. on a GPU)")
     args = parser.parse_args()
 
-    # Cases whose masks are both non-empty, so that every library returns a number.
-    cases = [c for c in random_cases(args.cases * 2, seed=0, shape=(args.size, args.size))
-             if c.num_classes == 2 and c.pred.any() and c.target.any()][: args.cases]
+    if args.data == "drive":
+        from tests.real_data import drive_test_pairs
+
+        cases = [Case((second & fov).astype(np.int64), (first & fov).astype(np.int64), 2, "drive")
+                 for _, second, first, fov in drive_test_pairs()]
+    else:
+        # Cases whose masks are both non-empty, so that every library returns a number.
+        cases = [c for c in random_cases(args.cases * 2, seed=0, shape=(args.size, args.size))
+                 if c.num_classes == 2 and c.pred.any() and c.target.any()][: args.cases]
     # Label maps as they are stored (uint8); conversions stay outside the timed region for everyone.
     pred = torch.from_numpy(np.stack([c.pred for c in cases]).astype(np.uint8)).to(args.device)
     target = torch.from_numpy(np.stack([c.target for c in cases]).astype(np.uint8)).to(args.device)
     device = torch.cuda.get_device_name() if pred.is_cuda else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{len(cases)} cases of {args.size}x{args.size}, one class; torch {torch.__version__} on {device}; "
+    height, width = cases[0].target.shape
+    print(f"{len(cases)} {args.data} cases of {height}x{width}, one class; torch {torch.__version__} on {device}; "
           f"python {platform.python_version()}")
     print(f"{'convention':<18}{'medseg_eval cases/s':>21}{'reference cases/s':>19}{'ratio':>8}{'max rel diff':>14}")
     for convention in ("surface-distance", "monai", "medpy"):

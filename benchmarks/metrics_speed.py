@@ -5,7 +5,8 @@ Each library computes Dice, HD, HD95, ASSD and NSD at 2 px (MedPy: no NSD) on th
 that library's convention. Reported: cases/s and the ratio ours / reference, plus the largest
 relative difference between the two sets of numbers (it must be ~0).
 
-``--data drive`` uses real masks instead: DRIVE's 20 test images, the second observer scored
+``--data baseline`` uses the case mix of ``../shared/notes/baseline_bench.md`` (smaller objects),
+where the reference timings quoted in the issue were measured. ``--data drive`` uses real masks: DRIVE's 20 test images, the second observer scored
 against the first inside the field of view (both masked by it, for every library alike).
 
 Run from the repository root::
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from medseg_eval import metrics
+from benchmarks.baseline_cases import baseline_cases
 from tests.cases import Case, random_cases
 
 NAMES = ["dice", "hausdorff", "hd95", "assd", "nsd"]
@@ -67,7 +69,7 @@ def _time_reference(convention: str, cases) -> tuple[float, dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=["synthetic", "drive"], default="synthetic")
+    parser.add_argument("--data", choices=["synthetic", "baseline", "drive"], default="synthetic")
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
@@ -82,9 +84,10 @@ def main() -> None:
         cases = [Case((second & fov).astype(np.int64), (first & fov).astype(np.int64), 2, "drive")
                  for _, second, first, fov in drive_test_pairs()]
     else:
+        generated = (baseline_cases(args.cases * 2, args.size) if args.data == "baseline"
+                     else random_cases(args.cases * 2, seed=0, shape=(args.size, args.size)))
         # Cases whose masks are both non-empty, so that every library returns a number.
-        cases = [c for c in random_cases(args.cases * 2, seed=0, shape=(args.size, args.size))
-                 if c.num_classes == 2 and c.pred.any() and c.target.any()][: args.cases]
+        cases = [c for c in generated if c.num_classes == 2 and c.pred.any() and c.target.any()][: args.cases]
     # Label maps as they are stored (uint8); conversions stay outside the timed region for everyone.
     pred = torch.from_numpy(np.stack([c.pred for c in cases]).astype(np.uint8)).to(args.device)
     target = torch.from_numpy(np.stack([c.target for c in cases]).astype(np.uint8)).to(args.device)

@@ -151,3 +151,10 @@ def test_per_case_spacing_scales_distances() -> None:
     batch_pred = np.stack([pred, pred]); batch_gt = np.stack([gt, gt])
     out = metrics.hausdorff(batch_pred, batch_gt, spacing=[[1.0, 1.0], [2.0, 2.0]])
     assert out[1, 0].item() == pytest.approx(2 * out[0, 0].item(), rel=1e-12)
+
+
+def test_hd_is_an_alias_of_hausdorff() -> None:
+    pred, gt = NON_EMPTY_CASES["two_components"]
+    out = metrics.compute(pred, gt, ["hd", "hausdorff", "dice"])
+    assert list(out) == ["hd", "hausdorff", "dice"]
+    assert out["hd"].item() == out["hausdorff"].item() > 0

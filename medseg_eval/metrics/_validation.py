@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import CONVENTIONS, METRICS
+from .conventions import CONVENTIONS, METRIC_ALIASES, METRICS
 
 
 class MetricInputError(ValueError):
@@ -142,7 +142,7 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
 def check_options(metrics: Sequence[str], convention: str, percentile: float, tolerance: float) -> None:
     if isinstance(metrics, str):
         raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got the string {metrics!r}.")
-    unknown = [m for m in metrics if m not in METRICS]
+    unknown = [m for m in metrics if m not in METRICS and m not in METRIC_ALIASES]
     if unknown:
         raise OptionError(f"Unknown metric(s) {unknown}; choose from {list(METRICS)}.")
     if convention not in CONVENTIONS:

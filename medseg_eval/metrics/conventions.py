@@ -52,6 +52,8 @@ DEFAULT_CONVENTION: Convention = "surface-distance"
 OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity")
 DISTANCE_METRICS: tuple[str, ...] = ("hausdorff", "hd95", "assd", "masd", "nsd")
 METRICS: tuple[str, ...] = OVERLAP_METRICS + DISTANCE_METRICS
+#: Other accepted names: ``"hd"`` is the Hausdorff distance.
+METRIC_ALIASES: dict[str, str] = {"hd": "hausdorff"}
 #: Metrics where a larger value is better; the others (distances) are better when smaller.
 HIGHER_IS_BETTER: frozenset[str] = frozenset(OVERLAP_METRICS + ("nsd",))
 

@@ -15,7 +15,14 @@ from ._validation import (
     check_options,
     check_same_shape,
 )
-from .conventions import DEFAULT_CONVENTION, DISTANCE_METRICS, OVERLAP_METRICS, Convention, EmptyPolicy
+from .conventions import (
+    DEFAULT_CONVENTION,
+    DISTANCE_METRICS,
+    METRIC_ALIASES,
+    OVERLAP_METRICS,
+    Convention,
+    EmptyPolicy,
+)
 from .overlap import ConfusionCounts, confusion_counts, overlap_metric
 from .surface import apply_empty_policy, distance_metric, surface_distances
 
@@ -48,7 +55,8 @@ def compute(
         Integer label maps ``[B, H, W]`` (or one ``[H, W]``): torch tensors on any device or NumPy
         arrays; bool, any integer dtype, or floats holding whole numbers. 0 is background.
     metrics
-        Names from ``dice, iou, precision, recall, specificity, hausdorff, hd95, assd, masd, nsd``.
+        Names from ``dice, iou, precision, recall, specificity, hausdorff`` (or ``hd``), ``hd95,
+        assd, masd, nsd``.
     num_classes
         Number of classes including background; results cover classes ``1..num_classes-1``.
     spacing
@@ -88,7 +96,8 @@ def compute(
     [0.8333, 2.0, 1.0]
     """
     check_options(metrics, convention, percentile, tolerance)
-    metrics = list(metrics)
+    requested = list(metrics)
+    metrics = list(dict.fromkeys(METRIC_ALIASES.get(m, m) for m in requested))
     num_classes = check_num_classes(num_classes)
     empty = EmptyPolicy() if empty is None else empty
     pred_t = as_label_tensor(pred, "pred", num_classes)
@@ -139,7 +148,7 @@ def compute(
             )
             for m, values in results.items():
                 out[m][cases] = values
-    return out
+    return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
 
 
 def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:

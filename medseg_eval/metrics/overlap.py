@@ -65,7 +65,7 @@ def confusion_counts(
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-    # The empty-mask policy overwrites every 0/0 afterwards; this only avoids the warning-free NaN path.
+    # Counts are whole numbers, so clamping changes only 0/0, which the empty-mask policy decides.
     return num / den.clamp_min(1)
 
 

@@ -158,3 +158,12 @@ def test_hd_is_an_alias_of_hausdorff() -> None:
     out = metrics.compute(pred, gt, ["hd", "hausdorff", "dice"])
     assert list(out) == ["hd", "hausdorff", "dice"]
     assert out["hd"].item() == out["hausdorff"].item() > 0
+
+
+def test_class_ids_beyond_the_input_dtype_are_compared_safely() -> None:
+    pred = np.zeros(SHAPE, np.uint8); pred[_disk(SHAPE, 9, 9, 4)] = 5
+    gt = pred.copy()
+    out = metrics.dice(pred, gt, num_classes=300)
+    assert out.shape == (1, 299)
+    assert out[0, 4].item() == 1.0 and torch.all(out == 1.0)  # absent classes: both empty
+    assert metrics.dice(pred, np.zeros_like(gt), num_classes=300)[0, 4].item() == 0.0

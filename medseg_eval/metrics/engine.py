@@ -23,7 +23,7 @@ from .conventions import (
     Convention,
     EmptyPolicy,
 )
-from .overlap import ConfusionCounts, confusion_counts, overlap_metric
+from .overlap import confusion_counts, overlap_metric
 from .surface import apply_empty_policy, distance_metric, surface_distances
 
 #: The metric set :func:`compute` returns when none is named.
@@ -108,11 +108,13 @@ def compute(
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
     spacing_t = as_spacing(spacing, batch).to(pred_t.device)
 
+    counted = (torch.full((batch,), height * width, device=pred_t.device) if roi_t is None
+               else roi_t.flatten(1).sum(1))
     if pred_t.device.type == "cpu":
         # CPU time grows with the pixels touched, so each case is cropped to its foreground.
-        foreground = (pred_t != 0) | (target_t != 0)
+        foreground = torch.maximum(pred_t, target_t)
         if roi_t is not None:
-            foreground &= roi_t
+            foreground = foreground.masked_fill(~roi_t, 0)
         top, bottom, left, right = _bounding_boxes(foreground)
         crop_h = _bucket_sizes(bottom - top, height)
         crop_w = _bucket_sizes(right - left, width)
@@ -139,12 +141,10 @@ def compute(
             ys = top[cases, None] + torch.arange(ch, device=pred_t.device)
             xs = left[cases, None] + torch.arange(cw, device=pred_t.device)
             window = ((cases[:, None, None] * height + ys[:, :, None]) * width + xs[:, None, :])
-            roi_crop = None if roi_t is None else roi_t.flatten().take(window)
             results = _compute_crops(
-                pred_t.flatten().take(window), target_t.flatten().take(window), roi_crop, spacing_t[cases],
-                (height, width),
-                metrics, num_classes, convention, percentile, tolerance, empty,
-                outside=_pixels_outside(roi_t, roi_crop, cases, ch * cw, height * width),
+                pred_t.flatten().take(window), target_t.flatten().take(window),
+                None if roi_t is None else roi_t.flatten().take(window), counted[cases], spacing_t[cases],
+                (height, width), metrics, num_classes, convention, percentile, tolerance, empty,
             )
             for m, values in results.items():
                 out[m][cases] = values
@@ -152,8 +152,11 @@ def compute(
 
 
 def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Per case ``top, bottom, left, right`` (bottom/right exclusive); a 1x1 box where empty."""
-    rows, cols = foreground.any(2), foreground.any(1)
+    """Per case ``top, bottom, left, right`` of the non-zero pixels (bottom/right exclusive).
+
+    A 1x1 box where a case has none.
+    """
+    rows, cols = foreground.any(2) != 0, foreground.any(1) != 0
     height, width = rows.shape[1], cols.shape[1]
     top = rows.int().argmax(1)
     bottom = height - rows.flip(1).int().argmax(1)
@@ -176,19 +179,11 @@ def _bucket_sizes(extent: torch.Tensor, full: int) -> torch.Tensor:
     return steps[torch.searchsorted(steps, extent)]
 
 
-def _pixels_outside(
-    roi: torch.Tensor | None, roi_crop: torch.Tensor | None, cases: torch.Tensor, crop_pixels: int, image_pixels: int
-) -> torch.Tensor:
-    """Counted pixels outside each crop: true negatives of every class the crop does not see."""
-    if roi is None or roi_crop is None:
-        return torch.full((len(cases),), float(image_pixels - crop_pixels), dtype=torch.float64, device=cases.device)
-    return (roi[cases].flatten(1).sum(1) - roi_crop.flatten(1).sum(1)).double()
-
-
 def _compute_crops(
     pred: torch.Tensor,
     target: torch.Tensor,
     roi: torch.Tensor | None,
+    counted: torch.Tensor,
     spacing: torch.Tensor,
     image_size: tuple[int, int],
     metrics: list[str],
@@ -197,25 +192,26 @@ def _compute_crops(
     percentile: float,
     tolerance: float,
     empty: EmptyPolicy,
-    outside: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
+    """Every requested metric for a batch of equally sized crops ``[B, h, w]``."""
     out: dict[str, torch.Tensor] = {}
     batch = pred.shape[0]
     k = num_classes - 1
+    # Compare in the masks' own dtype (no widening copy) when every class id fits in it.
+    dtype = pred.dtype if num_classes - 1 <= torch.iinfo(pred.dtype).max else torch.int64
+    classes = torch.arange(1, num_classes, device=pred.device, dtype=dtype).view(1, k, 1, 1)
+    pred_masks = pred.unsqueeze(1) == classes
+    target_masks = target.unsqueeze(1) == classes
+    if roi is not None:
+        pred_masks &= roi.unsqueeze(1)
+        target_masks &= roi.unsqueeze(1)
     if any(m in OVERLAP_METRICS for m in metrics):
-        counts = confusion_counts(pred, target, num_classes, roi)
-        counts = ConfusionCounts(counts.tp, counts.fp, counts.fn, counts.tn + outside[:, None])
+        counts = confusion_counts(pred_masks, target_masks, counted)
         for m in metrics:
             if m in OVERLAP_METRICS:
                 out[m] = overlap_metric(m, counts, empty)
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
     if wanted:
-        classes = torch.arange(1, num_classes, device=pred.device).view(1, k, 1, 1)
-        pred_masks = pred.unsqueeze(1) == classes
-        target_masks = target.unsqueeze(1) == classes
-        if roi is not None:
-            pred_masks &= roi.unsqueeze(1)
-            target_masks &= roi.unsqueeze(1)
         # Cases x classes become N independent image pairs, row n = case * k + class.
         per_pair = spacing.repeat_interleave(k, 0)
         sd = surface_distances(pred_masks.flatten(0, 1), target_masks.flatten(0, 1), per_pair, convention)

@@ -26,42 +26,31 @@ class ConfusionCounts:
     tn: torch.Tensor
 
 
-def confusion_counts(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, roi: torch.Tensor | None = None
-) -> ConfusionCounts:
-    """Count true/false positives/negatives per case and foreground class in one pass.
+def confusion_counts(pred: torch.Tensor, target: torch.Tensor, counted: torch.Tensor) -> ConfusionCounts:
+    """Count true/false positives/negatives per case and class from one-hot masks.
 
     Parameters
     ----------
     pred, target
-        Validated integer label maps ``[B, H, W]`` on one device.
-    num_classes
-        Number of classes including background.
-    roi
-        Optional bool ``[B, H, W]``; pixels outside it are not counted.
+        Bool ``[B, K, H, W]``: one mask per foreground class (already restricted to the region of
+        interest). H and W may be a crop: pixels outside it are negatives in both masks.
+    counted
+        ``[B]``: pixels counted per case (the image, or its region of interest); what the masks
+        leave out of ``tp + fp + fn`` is true negative.
 
     Examples
     --------
-    >>> p = torch.tensor([[[0, 1], [1, 1]]]); t = torch.tensor([[[0, 1], [0, 1]]])
-    >>> c = confusion_counts(p, t, 2)
+    >>> p = torch.tensor([[[[0, 1], [1, 1]]]], dtype=torch.bool)
+    >>> t = torch.tensor([[[[0, 1], [0, 1]]]], dtype=torch.bool)
+    >>> c = confusion_counts(p, t, torch.tensor([4]))
     >>> c.tp.tolist(), c.fp.tolist(), c.fn.tolist(), c.tn.tolist()
     ([[2.0]], [[1.0]], [[0.0]], [[1.0]])
     """
-    batch = pred.shape[0]
-    c = num_classes
-    # int32 halves the memory traffic of int64; the index stays below batch * c * c.
-    index_dtype = torch.int32 if batch * c * c < 2**31 else torch.int64
-    case = torch.arange(batch, device=pred.device, dtype=index_dtype).view(batch, 1, 1)
-    index = (case * c + pred.to(index_dtype)) * c + target.to(index_dtype)
-    index = index[roi] if roi is not None else index.flatten()
-    matrix = torch.bincount(index, minlength=batch * c * c).view(batch, c, c).double()
-    tp = matrix.diagonal(dim1=1, dim2=2)
-    predicted = matrix.sum(2)
-    actual = matrix.sum(1)
-    total = matrix.sum((1, 2)).unsqueeze(1)
-    fp, fn = predicted - tp, actual - tp
-    tn = total - tp - fp - fn
-    return ConfusionCounts(tp[:, 1:], fp[:, 1:], fn[:, 1:], tn[:, 1:])
+    tp = (pred & target).sum((2, 3)).double()
+    fp = pred.sum((2, 3)).double() - tp
+    fn = target.sum((2, 3)).double() - tp
+    tn = counted.double()[:, None] - tp - fp - fn
+    return ConfusionCounts(tp, fp, fn, tn)
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

@@ -111,47 +111,52 @@ def _gaps_along_rows(keys: torch.Tensor, line: torch.Tensor, col: torch.Tensor, 
     return torch.minimum(gap_right, gap_left)
 
 
-def nearest_squared_distances(
-    queries: torch.Tensor, targets: torch.Tensor, spacing: torch.Tensor
+def partner_squared_distances(
+    elements: torch.Tensor, spacing: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Exact squared distance from every query element to the nearest target element.
+    """Exact squared distance from every boundary element to the nearest element of its partner.
 
     Parameters
     ----------
-    queries, targets
-        Bool ``[N, h, w]``: query and target elements of N independent images.
+    elements
+        Bool ``[2N, h, w]``: boundary elements of N predictions followed by those of their N
+        ground truths; image ``i`` and image ``(i + N) mod 2N`` are partners.
     spacing
-        Float64 ``[N, 2]``, ``(sy, sx)`` per image, on the masks' device.
+        Float64 ``[2N, 2]``, ``(sy, sx)`` per image, on the masks' device.
 
     Returns
     -------
     image, row, col, d2
-        Coordinates of each query (row-major order) and its squared distance (float64). Queries in
-        an image without targets get ``inf``; the caller treats them by its empty-mask rule.
+        Coordinates of each element (row-major order) and its squared distance (float64). Elements
+        whose partner has none get ``inf``; the caller treats them by its empty-mask rule.
 
     Examples
     --------
-    >>> q = torch.zeros(1, 4, 4, dtype=torch.bool); q[0, 0, 0] = True
-    >>> t = torch.zeros(1, 4, 4, dtype=torch.bool); t[0, 3, 2] = True
-    >>> nearest_squared_distances(q, t, torch.tensor([[1.0, 0.5]], dtype=torch.float64))[3].tolist()
-    [10.0]
+    >>> e = torch.zeros(2, 4, 4, dtype=torch.bool); e[0, 0, 0] = True; e[1, 3, 2] = True
+    >>> partner_squared_distances(e, torch.tensor([[1.0, 0.5]] * 2, dtype=torch.float64))[3].tolist()
+    [10.0, 10.0]
     """
-    _, h, w = queries.shape
-    device = queries.device
-    image, row, col = queries.nonzero(as_tuple=True)
-    t_image, t_row, t_col = targets.nonzero(as_tuple=True)
+    n2, h, w = elements.shape
+    n = n2 // 2
+    device = elements.device
+    image, row, col = elements.nonzero(as_tuple=True)
     d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
-    if len(image) == 0 or len(t_image) == 0:
+    if len(image) == 0:
         return image, row, col, d2
-    # Shared boundary elements (often about half of them) are at distance 0: no search needed.
-    flat = (image * h + row) * w + col
-    on_target = targets.flatten()[flat]
+    # Each element is a target of its partner's queries. Listed under the partner's index, the
+    # ground truths' elements come first, so the sorted target list is a rotation of this one.
+    partner = torch.where(image < n, image + n, image - n)
+    partner_flat = (partner * h + row) * w + col
+    split = int((image < n).sum())
+    # Elements shared with the partner's boundary (often about half) are at distance 0.
+    on_target = elements.flatten()[partner_flat]
     d2[on_target] = 0.0
     # int32 indices where they fit: the search below is bound by memory traffic.
-    index_dtype = torch.int32 if targets.numel() < 2**30 else torch.int64
-    sentinel = torch.tensor([-2 * _FAR, targets.numel() + 2 * _FAR], dtype=index_dtype, device=device)
+    index_dtype = torch.int32 if elements.numel() < 2**30 else torch.int64
+    sentinel = torch.tensor([-2 * _FAR, elements.numel() + 2 * _FAR], dtype=index_dtype, device=device)
+    keys = partner_flat.to(index_dtype)
     search = _WindowSearch(
-        keys=torch.cat([sentinel[:1], ((t_image * h + t_row) * w + t_col).to(index_dtype), sentinel[1:]]),
+        keys=torch.cat([sentinel[:1], keys[split:], keys[:split], sentinel[1:]]),
         image=image.to(index_dtype), row=row.to(index_dtype), col=col.to(index_dtype),
         sy=spacing[:, 0], sx=spacing[:, 1], height=h, width=w,
     )
@@ -294,10 +299,7 @@ def surface_distances(
         table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
     else:
         elements = edge_pixels(torch.cat([pred, target]))
-    both_spacing = spacing.repeat(2, 1)
-    # Queries of the first half look at targets of the second half and vice versa.
-    swapped = torch.cat([elements[n:], elements[:n]])
-    image, row, col, d2 = nearest_squared_distances(elements, swapped, both_spacing)
+    image, row, col, d2 = partner_squared_distances(elements, spacing.repeat(2, 1))
     d = d2.sqrt()
     if spec.distance_dtype == "float32":
         d = d.float().double()

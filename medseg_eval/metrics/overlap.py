@@ -46,11 +46,16 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, counted: torch.Te
     >>> c.tp.tolist(), c.fp.tolist(), c.fn.tolist(), c.tn.tolist()
     ([[2.0]], [[1.0]], [[0.0]], [[1.0]])
     """
-    tp = (pred & target).sum((2, 3)).double()
-    fp = pred.sum((2, 3)).double() - tp
-    fn = target.sum((2, 3)).double() - tp
+    tp = _count(pred & target)
+    fp = _count(pred) - tp
+    fn = _count(target) - tp
     tn = counted.double()[:, None] - tp - fp - fn
     return ConfusionCounts(tp, fp, fn, tn)
+
+
+def _count(masks: torch.Tensor) -> torch.Tensor:
+    # Summing bytes into int32 is several times faster on CPU than summing bools (int64).
+    return masks.view(torch.uint8).flatten(2).sum(2, dtype=torch.int32).double()
 
 
 def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

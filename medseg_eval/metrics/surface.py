@@ -8,12 +8,12 @@ of boundary elements of one mask, let ``g(i', j)`` be the column distance from `
 nearest element of ``T`` in row ``i'``; the squared distance from a query element ``(i, j)`` of the
 other boundary is ``min_i' (sy * (i - i'))**2 + (sx * g(i', j))**2``. ``g`` is found only where it is
 needed, by a binary search in the sorted list of ``T``'s elements, and the minimum runs first over
-a small window of rows around ``i``: once the best value in the window is no larger than the squared
-distance to the first row outside it, no row outside can win, so the result is exact. Otherwise the
-best value bounds how many rows away the nearest target can be, and one more search over exactly
-those rows settles the query; a query that saw no target at all widens its window. Squared distances are
-formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in float64),
-and one square root is taken at the end.
+a small window of rows around ``i``: once the best value in the window is no larger than the
+squared distance to the first row outside it, no row outside can win, so the result is exact.
+Otherwise the best value bounds how many rows away the nearest target can be, and one more search
+over those rows settles the query; a query that saw no target at all widens its window. Squared
+distances are formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 +
+(dx*sx)**2`` in float64), and one square root is taken at the end.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _FIRST_WINDOW = 1
 _WINDOW_GROWTH = 4
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
-# Marks "no boundary element in this row"; far beyond any image, yet exact in float64 when squared.
+# Marks "no boundary element in this row": wider than any image.
 _FAR = 1 << 24
 
 

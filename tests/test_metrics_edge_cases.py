@@ -167,3 +167,16 @@ def test_class_ids_beyond_the_input_dtype_are_compared_safely() -> None:
     assert out.shape == (1, 299)
     assert out[0, 4].item() == 1.0 and torch.all(out == 1.0)  # absent classes: both empty
     assert metrics.dice(pred, np.zeros_like(gt), num_classes=300)[0, 4].item() == 0.0
+
+
+@pytest.mark.parametrize("shape", [(1, 12), (12, 1), (1, 1), (2, 3)])
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_degenerate_image_shapes_match_reference(shape, convention: str) -> None:
+    rng = np.random.default_rng(sum(shape))
+    pairs = [(rng.random(shape) < 0.5, rng.random(shape) < 0.5) for _ in range(20)]
+    for pred, gt in [(p, g) for p, g in pairs if p.any() and g.any()]:
+        ours = metrics.compute(pred, gt, list(metrics.METRICS), spacing=(0.7, 1.3), convention=convention)
+        for name, value in REFERENCES[convention](pred, gt, (0.7, 1.3), 95.0, 2.0).items():
+            if not math.isnan(value):
+                got = ours[name.split("@")[0]].item()
+                assert math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9), (shape, name, got, value)

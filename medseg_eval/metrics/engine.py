@@ -112,7 +112,7 @@ def compute(
                else roi_t.flatten(1).sum(1))
     if pred_t.device.type == "cpu":
         # CPU time grows with the pixels touched, so each case is cropped to its foreground.
-        foreground = torch.maximum(pred_t, target_t)
+        foreground = pred_t | target_t  # non-zero where either holds a class
         if roi_t is not None:
             foreground = foreground.masked_fill(~roi_t, 0)
         top, bottom, left, right = _bounding_boxes(foreground)
@@ -156,7 +156,7 @@ def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:
 
     A 1x1 box where a case has none.
     """
-    rows, cols = foreground.any(2) != 0, foreground.any(1) != 0
+    rows, cols = foreground.amax(2) > 0, foreground.amax(1) > 0
     height, width = rows.shape[1], cols.shape[1]
     top = rows.int().argmax(1)
     bottom = height - rows.flip(1).int().argmax(1)

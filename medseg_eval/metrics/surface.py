@@ -57,18 +57,41 @@ def edge_pixels(masks: torch.Tensor) -> torch.Tensor:
     return masks & ~interior
 
 
-def neighbour_codes(masks: torch.Tensor) -> torch.Tensor:
-    """2x2 neighbourhood codes on the ``(H+1) x (W+1)`` pixel-corner lattice (DeepMind).
+def corner_elements(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boundary elements on the ``(H+1) x (W+1)`` pixel-corner lattice (DeepMind).
 
-    Corner ``(i, j)`` is the top-left corner of pixel ``(i, j)``; its code is
-    ``8*top_left + 4*top_right + 2*bottom_left + 1*bottom_right`` over the four pixels around it,
-    which is what ``surface_distance`` gets from correlating with ``[[8, 4], [2, 1]]``.
-    Codes 1..14 are boundary elements; 0 and 15 lie outside or inside the object.
+    Corner ``(i, j)`` is the top-left corner of pixel ``(i, j)``; it is a boundary element when
+    the four pixels around it are neither all inside nor all outside (outside the image counts as
+    outside). Returns the elements and the zero-padded masks ``[N, H+2, W+2]`` from which
+    :func:`neighbour_codes` reads the codes of the elements.
+
+    Examples
+    --------
+    >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
+    >>> corner_elements(m)[0][0].int()
+    tensor([[0, 1, 1, 0],
+            [0, 1, 1, 0],
+            [0, 0, 0, 0]], dtype=torch.int32)
     """
     n, h, w = masks.shape
-    padded = torch.zeros(n, h + 2, w + 2, dtype=torch.uint8, device=masks.device)
+    padded = masks.new_zeros(n, h + 2, w + 2)
     padded[:, 1:-1, 1:-1] = masks
-    return 8 * padded[:, :-1, :-1] + 4 * padded[:, :-1, 1:] + 2 * padded[:, 1:, :-1] + padded[:, 1:, 1:]
+    top_left = padded[:, :-1, :-1]
+    elements = (top_left ^ padded[:, :-1, 1:]) | (top_left ^ padded[:, 1:, :-1]) | (top_left ^ padded[:, 1:, 1:])
+    return elements, padded
+
+
+def neighbour_codes(padded: torch.Tensor, image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """2x2 neighbourhood codes of the corners ``(image, row, col)``, as DeepMind computes them.
+
+    ``8*top_left + 4*top_right + 2*bottom_left + 1*bottom_right`` over the four pixels around the
+    corner, what ``surface_distance`` gets by correlating the mask with ``[[8, 4], [2, 1]]``.
+    ``padded`` is the second result of :func:`corner_elements`.
+    """
+    _, hp, wp = padded.shape
+    flat = padded.flatten().to(torch.uint8)
+    top_left = (image * hp + row) * wp + col
+    return (8 * flat[top_left] + 4 * flat[top_left + 1] + 2 * flat[top_left + wp] + flat[top_left + wp + 1]).long()
 
 
 def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
@@ -294,9 +317,7 @@ def surface_distances(
     n = pred.shape[0]
     spec = CONVENTION_SPECS[convention]
     if spec.boundary == "surfels":
-        codes = neighbour_codes(torch.cat([pred, target]))
-        elements = (codes != 0) & (codes != 15)
-        table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
+        elements, padded = corner_elements(torch.cat([pred, target]))
     else:
         elements = edge_pixels(torch.cat([pred, target]))
     image, row, col, d2 = partner_squared_distances(elements, spacing.repeat(2, 1))
@@ -304,7 +325,11 @@ def surface_distances(
     if spec.distance_dtype == "float32":
         d = d.float().double()
     by_weight = spec.boundary == "surfels"
-    weights = table[image, codes[image, row, col].long()] if by_weight else torch.ones_like(d)
+    if by_weight:
+        table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
+        weights = table[image, neighbour_codes(padded, image, row, col)]
+    else:
+        weights = torch.ones_like(d)
     from_pred = image < n
     pd, pw, pc = _padded_rows(image[from_pred], d[from_pred], weights[from_pred], n, by_weight)
     td, tw, tc = _padded_rows(image[~from_pred] - n, d[~from_pred], weights[~from_pred], n, by_weight)

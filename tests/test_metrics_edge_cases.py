@@ -180,3 +180,25 @@ def test_degenerate_image_shapes_match_reference(shape, convention: str) -> None
             if not math.isnan(value):
                 got = ours[name.split("@")[0]].item()
                 assert math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9), (shape, name, got, value)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_percentile_extremes(convention: str) -> None:
+    pred, gt = NON_EMPTY_CASES["two_components"]
+    hd = metrics.hausdorff(pred, gt, spacing=(0.5, 0.8), convention=convention)
+    assert metrics.hd95(pred, gt, spacing=(0.5, 0.8), convention=convention, percentile=100.0).item() == hd.item()
+    assert metrics.hausdorff(pred, gt, spacing=(0.5, 0.8), convention=convention, percentile=100.0).item() == hd.item()
+    p0 = metrics.hd95(pred, gt, spacing=(0.5, 0.8), convention=convention, percentile=0.0).item()
+    if convention != "monai":  # MONAI returns the maximum for percentile=0 (a falsy test); we do not
+        ref = REFERENCES[convention](pred, gt, (0.5, 0.8), 0.0, 2.0)["hd95"]
+        assert p0 == pytest.approx(ref, rel=1e-12, abs=1e-12)
+    assert p0 <= hd.item()
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_zero_tolerance_nsd_counts_exactly_shared_boundary(convention: str) -> None:
+    pred, gt = NON_EMPTY_CASES["border_corner"]
+    ref = REFERENCES[convention](pred, gt, (1.0, 1.0), 95.0, 0.0)
+    nsd_ref = ref.get("nsd", ref.get("nsd@monai"))
+    # rel 1e-6: MONAI returns float32.
+    assert metrics.nsd(pred, gt, convention=convention, tolerance=0.0).item() == pytest.approx(nsd_ref, rel=1e-6)

@@ -202,3 +202,25 @@ def test_zero_tolerance_nsd_counts_exactly_shared_boundary(convention: str) -> N
     nsd_ref = ref.get("nsd", ref.get("nsd@monai"))
     # rel 1e-6: MONAI returns float32.
     assert metrics.nsd(pred, gt, convention=convention, tolerance=0.0).item() == pytest.approx(nsd_ref, rel=1e-6)
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_small_objects_in_a_large_image_match_reference(convention: str) -> None:
+    # Exercises the crop to the foreground box: objects far apart, near different borders.
+    shape = (300, 420)
+    rng = np.random.default_rng(4)
+    batch_pred, batch_gt = [], []
+    for _ in range(6):
+        pred, gt = np.zeros(shape, bool), np.zeros(shape, bool)
+        for _ in range(int(rng.integers(1, 4))):
+            cy, cx = rng.integers(0, shape[0]), rng.integers(0, shape[1])
+            pred |= _disk(shape, cy, cx, int(rng.integers(1, 6)))
+            gt |= _disk(shape, cy + int(rng.integers(-3, 4)), cx + int(rng.integers(-3, 4)), int(rng.integers(1, 6)))
+        batch_pred.append(pred)
+        batch_gt.append(gt)
+    ours = metrics.compute(np.stack(batch_pred), np.stack(batch_gt), list(metrics.METRICS), spacing=(0.6, 1.1),
+                           convention=convention)
+    for index, (pred, gt) in enumerate(zip(batch_pred, batch_gt)):
+        for name, value in REFERENCES[convention](pred, gt, (0.6, 1.1), 95.0, 2.0).items():
+            got = ours[name.split("@")[0]][index, 0].item()
+            assert math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9), (index, name, got, value)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import platform
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -54,55 +53,14 @@ def _time_ours(pred: torch.Tensor, target: torch.Tensor, convention: str, batch:
     return best, {m: v[:, 0].cpu().numpy() for m, v in out.items()}
 
 
-def _reference_set(convention: str):
-    """One call computing the set with the library of ``convention``, as its users call it."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import medpy.metric.binary as medpy_binary
-        import monai.metrics as monai_metrics
-        import surface_distance as deepmind
-
-    def surface_distance_set(pred: np.ndarray, gt: np.ndarray) -> dict:
-        sd = deepmind.compute_surface_distances(gt, pred, spacing_mm=(1.0, 1.0))
-        dg, dp, wg, wp = (sd[k] for k in ("distances_gt_to_pred", "distances_pred_to_gt",
-                                          "surfel_areas_gt", "surfel_areas_pred"))
-        return {
-            "dice": deepmind.compute_dice_coefficient(gt, pred),
-            "hausdorff": deepmind.compute_robust_hausdorff(sd, 100),
-            "hd95": deepmind.compute_robust_hausdorff(sd, 95),
-            "assd": (np.sum(dg * wg) + np.sum(dp * wp)) / (np.sum(wg) + np.sum(wp)),
-            "nsd": deepmind.compute_surface_dice_at_tolerance(sd, 2.0),
-        }
-
-    def monai_set(pred: np.ndarray, gt: np.ndarray) -> dict:
-        yp = torch.from_numpy(pred.astype(np.float32))[None, None]
-        y = torch.from_numpy(gt.astype(np.float32))[None, None]
-        return {
-            "dice": monai_metrics.compute_dice(yp, y, include_background=True).item(),
-            "hausdorff": monai_metrics.compute_hausdorff_distance(yp, y, include_background=True).item(),
-            "hd95": monai_metrics.compute_hausdorff_distance(yp, y, include_background=True, percentile=95).item(),
-            "assd": monai_metrics.compute_average_surface_distance(yp, y, include_background=True,
-                                                                   symmetric=True).item(),
-            "nsd": monai_metrics.compute_surface_dice(yp, y, [2.0], include_background=True).item(),
-        }
-
-    def medpy_set(pred: np.ndarray, gt: np.ndarray) -> dict:
-        return {
-            "dice": medpy_binary.dc(pred, gt),
-            "hausdorff": medpy_binary.hd(pred, gt),
-            "hd95": medpy_binary.hd95(pred, gt),
-            "assd": medpy_binary.assd(pred, gt),
-        }
-
-    return {"surface-distance": surface_distance_set, "monai": monai_set, "medpy": medpy_set}[convention]
-
-
 def _time_reference(convention: str, cases) -> tuple[float, dict]:
-    reference = _reference_set(convention)
+    from tests.references import REFERENCES  # the reference libraries are test dependencies
+
+    reference = REFERENCES[convention]
     masks = [(c.pred == 1, c.target == 1) for c in cases]
     values: dict[str, list[float]] = {m: [] for m in NAMES}
     start = time.perf_counter()
-    outputs = [reference(pred, gt) for pred, gt in masks]
+    outputs = [reference(pred, gt, (1.0, 1.0), 95.0, 2.0, names=NAMES) for pred, gt in masks]
     elapsed = time.perf_counter() - start
     for out in outputs:
         for m in NAMES:
@@ -145,9 +103,7 @@ def main() -> None:
         if args.skip_references:
             print(f"{convention:<18}{ours_rate:>21.1f}")
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ref_s, ref = _time_reference(convention, cases)
+        ref_s, ref = _time_reference(convention, cases)
         ref_rate = len(cases) / ref_s
         diff = max(
             float(np.nanmax(np.abs(ours[m] - ref[m]) / np.maximum(np.abs(ref[m]), 1e-12), initial=0.0))

@@ -95,3 +95,14 @@ def test_errors_share_one_base_class() -> None:
     assert issubclass(LabelError, metrics.MetricInputError) and issubclass(metrics.MetricInputError, ValueError)
     with pytest.raises(metrics.MetricInputError):
         metrics.dice(torch.zeros(3, 3), torch.zeros(3, 4))
+
+
+def test_bad_per_case_spacing_names_the_case() -> None:
+    with pytest.raises(SpacingError, match=r"batch index \[1\]"):
+        metrics.hausdorff(GOOD, GOOD, spacing=[[1.0, 1.0], [0.0, 1.0]])
+
+
+def test_non_binary_roi_names_the_case() -> None:
+    roi = np.ones((2, 16, 16)); roi[1, 0, 0] = 0.5
+    with pytest.raises(LabelError, match=r"roi.*batch index \[1\].*roi > 0"):
+        metrics.dice(GOOD, GOOD, roi=roi)

@@ -107,8 +107,14 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
     if roi is None:
         return None
     roi = torch.as_tensor(roi, device=device)
-    if roi.is_floating_point() and not ((roi == 0) | (roi == 1)).all():
-        raise LabelError("`roi` must be boolean (or 0/1), but holds other values.")
+    if roi.dtype != torch.bool:
+        bad = ~((roi == 0) | (roi == 1))
+        if bad.any():
+            where = bad.flatten(1).any(1).nonzero().flatten().tolist() if roi.ndim == 3 else "all"
+            raise LabelError(
+                f"`roi` must be boolean (or 0/1), but holds other values (cases at batch index {where}); "
+                "threshold it first, e.g. `roi > 0`."
+            )
     if roi.ndim == 2:
         roi = roi.unsqueeze(0).expand(shape[0], -1, -1)
     if roi.shape != shape:
@@ -134,8 +140,13 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
             f"`spacing` must be one (sy, sx) pair or one pair per case, shape [{batch}, 2], but got shape "
             f"{tuple(s.shape)}."
         )
-    if not (torch.isfinite(s).all() and (s > 0).all()):
-        raise SpacingError(f"`spacing` must be positive and finite, but got {s.unique().tolist()}.")
+    bad = ~(torch.isfinite(s) & (s > 0)).all(1)
+    if bad.any():
+        where = bad.nonzero().flatten().tolist()
+        raise SpacingError(
+            f"`spacing` must be positive and finite (in mm, or 1 per pixel), but case(s) at batch index "
+            f"{where[:5]} have {s[where[0]].tolist()}."
+        )
     return s.contiguous()
 
 

@@ -35,6 +35,14 @@ _BLOCK = 1 << 20
 _FAR = 1 << 24
 
 
+def _pad(masks: torch.Tensor) -> torch.Tensor:
+    """The masks with a one-pixel background frame: outside the image counts as background."""
+    n, h, w = masks.shape
+    padded = masks.new_zeros(n, h + 2, w + 2)
+    padded[:, 1:-1, 1:-1] = masks
+    return padded
+
+
 def edge_pixels(masks: torch.Tensor) -> torch.Tensor:
     """Edge pixels: the mask minus its erosion by the 4-neighbour cross (MONAI, MedPy).
 
@@ -50,9 +58,7 @@ def edge_pixels(masks: torch.Tensor) -> torch.Tensor:
             [0, 1, 1, 1, 0],
             [0, 0, 0, 0, 0]], dtype=torch.int32)
     """
-    n, h, w = masks.shape
-    padded = masks.new_zeros(n, h + 2, w + 2)
-    padded[:, 1:-1, 1:-1] = masks
+    padded = _pad(masks)
     interior = padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
     return masks & ~interior
 
@@ -73,9 +79,7 @@ def corner_elements(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             [0, 1, 1, 0],
             [0, 0, 0, 0]], dtype=torch.int32)
     """
-    n, h, w = masks.shape
-    padded = masks.new_zeros(n, h + 2, w + 2)
-    padded[:, 1:-1, 1:-1] = masks
+    padded = _pad(masks)
     top_left = padded[:, :-1, :-1]
     elements = (top_left ^ padded[:, :-1, 1:]) | (top_left ^ padded[:, 1:, :-1]) | (top_left ^ padded[:, 1:, 1:])
     return elements, padded
@@ -336,19 +340,19 @@ def surface_distances(
     return SurfaceDistances(pd, pw, pc, td, tw, tc)
 
 
-def _row_totals(cumulative: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    """Row sums read off a cumulative sum at each row's last element.
+def _last_in_row(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Each row's last valid entry: the maximum of sorted distances, or the total of a cumulative sum.
 
-    Unlike ``sum(1)``, whose summation order depends on the padded row length, this gives the same
-    bits for a case whatever batch it is computed in.
+    Totals read this way, unlike ``sum(1)`` whose summation order depends on the padded row length,
+    have the same bits for a case whatever batch it is computed in.
     """
-    return cumulative.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
+    return x.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
 
 
 def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, q: float) -> torch.Tensor:
     """DeepMind: the first distance whose cumulative weight share reaches ``q`` (no interpolation)."""
     cum = w.cumsum(1)
-    total = _row_totals(cum, count)[:, None]
+    total = _last_in_row(cum, count)[:, None]
     share = cum / _nonzero(total)
     query = torch.full((len(d), 1), q, dtype=torch.float64, device=d.device)
     index = torch.searchsorted(share, query).squeeze(1)
@@ -381,10 +385,6 @@ def _linear_percentile(d: torch.Tensor, count: torch.Tensor, q: float) -> torch.
     return torch.where(gamma >= 0.5, hi - diff * (1 - gamma), lo + diff * gamma)
 
 
-def _directed_max(d: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-    return d.gather(1, (count - 1).clamp_min(0)[:, None]).squeeze(1)
-
-
 def distance_metric(
     name: str,
     sd: SurfaceDistances,
@@ -408,7 +408,7 @@ def distance_metric(
     pd, pw, pc = sd.pred_to_target, sd.pred_weights, sd.pred_count
     td, tw, tc = sd.target_to_pred, sd.target_weights, sd.target_count
     if name == "hausdorff":
-        return torch.maximum(_directed_max(pd, pc), _directed_max(td, tc))
+        return torch.maximum(_last_in_row(pd, pc), _last_in_row(td, tc))
     if name == "hd95":
         q = percentile / 100.0
         if spec.percentile == "pooled-linear":
@@ -417,8 +417,9 @@ def distance_metric(
         if spec.percentile == "per-direction-linear-float32":
             return torch.maximum(_linear_percentile_float32(pd, pc, q), _linear_percentile_float32(td, tc, q))
         return torch.maximum(_weighted_percentile(pd, pw, pc, q), _weighted_percentile(td, tw, tc, q))
+
     def total(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        return _row_totals(x.cumsum(1), count)
+        return _last_in_row(x.cumsum(1), count)
 
     # Padding carries weight 0; zero its inf distances so that the products stay finite.
     p_sum = total(pd.masked_fill(pw == 0, 0.0) * pw, pc)

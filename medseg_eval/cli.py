@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from . import __version__
+from .datasets.errors import DatasetError
 from .metrics import CONVENTION_SPECS, DEFAULT_CONVENTION, EmptyPolicy
 
 
@@ -15,11 +16,118 @@ def _conventions(_: argparse.Namespace) -> int:
     for spec in CONVENTION_SPECS.values():
         name = spec.name + (" (default)" if spec.name == DEFAULT_CONVENTION else "")
         rows.append((name, spec.reference, spec.boundary, spec.percentile, spec.distance_dtype))
+    _print_table(rows)
+    print(f"\nempty masks (default policy): {EmptyPolicy().as_dict()}")
+    return 0
+
+
+def _datasets_list(_: argparse.Namespace) -> int:
+    from .datasets import canonical_dir, get_spec, list_datasets, shipped_manifest
+
+    rows = [("name", "fg-classes", "splits", "manifest", "local copy")]
+    for name in list_datasets():
+        spec = get_spec(name)
+        splits = " ".join(f"{s}={n}" for s, n in spec.splits.items())
+        pinned = "pinned" if shipped_manifest(name) is not None else "unpinned"
+        built = "built" if (canonical_dir(name) / "data").is_dir() else "-"
+        rows.append((name, str(spec.num_classes - 1), splits, pinned, built))
+    _print_table(rows)
+    return 0
+
+
+def _datasets_info(args: argparse.Namespace) -> int:
+    from .datasets import canonical_dir, get_spec, shipped_manifest
+
+    spec = get_spec(args.name)
+    print(f"{spec.name}: {spec.title}")
+    print(f"  classes:   {', '.join(f'{i}={c}' for i, c in enumerate(spec.classes))}")
+    print(f"  splits:    {', '.join(f'{s}={n}' for s, n in spec.splits.items())} (scored: {spec.test_split})")
+    print(f"  rule:      {spec.split_rule}")
+    print(f"  spacing:   {spec.spacing_unit}; resolution: {spec.resolution}")
+    if spec.roi:
+        print(f"  roi:       {spec.roi}")
+    print(f"  license:   {spec.license}")
+    print(f"  homepage:  {spec.homepage}")
+    for source in spec.sources:
+        print(f"  source:    {source.url} sha256={source.sha256 or 'unknown (not pinned)'}")
+    if spec.manual_download:
+        print(f"  download:  by hand: {spec.manual_download}")
+    print(f"  manifest:  {'shipped (pinned)' if shipped_manifest(spec.name) is not None else 'none shipped yet (unpinned)'}")
+    print(f"  hub:       {spec.hub_repo or 'not published'}{'@' + spec.hub_revision if spec.hub_revision else ''}")
+    print(f"  local:     {canonical_dir(spec.name)}{'' if (canonical_dir(spec.name) / 'data').is_dir() else ' (not built)'}")
+    return 0
+
+
+def _datasets_build(args: argparse.Namespace) -> int:
+    from .datasets import build
+
+    report = build(args.name, args.source or None, sha256=args.sha256, progress=not args.quiet)
+    counts = ", ".join(f"{s}={n}" for s, n in report.counts.items())
+    state = "checked against the shipped manifest" if report.pinned else "UNPINNED: no shipped manifest to check against"
+    print(f"{report.dataset}: {counts} -> {report.folder} ({state}; manifest sha256 {report.manifest_sha256})")
+    return 0
+
+
+def _datasets_verify(args: argparse.Namespace) -> int:
+    from .datasets import verify
+
+    report = verify(args.name, progress=not args.quiet)
+    for label, ids in (("missing", report.missing), ("extra", report.extra),
+                       ("mask differs", report.mismatched), ("in the wrong split", report.misplaced)):
+        for case_id in ids:
+            print(f"{label}: {case_id}")
+    if not report.ok:
+        print(f"{report.dataset}: FAILED, {report.checked} masks checked", file=sys.stderr)
+        return 1
+    if not report.pinned:
+        print(f"{report.dataset}: {report.checked} masks match the build's own manifest, but no manifest ships for "
+              "this dataset: nothing pinned to compare with.", file=sys.stderr)
+        return 3
+    print(f"{report.dataset}: OK, {report.checked} masks match the shipped manifest")
+    return 0
+
+
+def _datasets_push(args: argparse.Namespace) -> int:
+    from .datasets import push
+
+    files = push(args.name, args.repo_id, private=args.private, create_pr=args.create_pr, dry_run=args.dry_run)
+    print(("would upload" if args.dry_run else "uploaded") + f" {len(files)} files to {args.repo_id}:")
+    for f in files:
+        print(f"  {f}")
+    return 0
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    print(f"\nempty masks (default policy): {EmptyPolicy().as_dict()}")
-    return 0
+
+
+def _add_datasets(commands: argparse._SubParsersAction) -> None:
+    datasets = commands.add_parser("datasets", help="list, build, verify and publish the canonical datasets")
+    sub = datasets.add_subparsers(dest="datasets_command", required=True)
+    sub.add_parser("list", help="one registered dataset per line").set_defaults(run=_datasets_list)
+    info = sub.add_parser("info", help="classes, splits, sources and licence of one dataset")
+    info.add_argument("name")
+    info.set_defaults(run=_datasets_info)
+    build = sub.add_parser("build", help="build the canonical copy from the official release into $MEDSEG_EVAL_HOME")
+    build.add_argument("name")
+    build.add_argument("--source", action="append", metavar="PATH_OR_URL",
+                       help="folder holding the release, its archive, or a URL (repeatable); default: the official URLs")
+    build.add_argument("--sha256", help="expected sha256 of the given archive, where the registry pins none")
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(run=_datasets_build)
+    verify = sub.add_parser("verify", help="re-hash every mask against the manifest (exit 0 only when all match)")
+    verify.add_argument("name")
+    verify.add_argument("--quiet", action="store_true", help="no progress bars")
+    verify.set_defaults(run=_datasets_verify)
+    push = sub.add_parser("push", help="upload the verified canonical copy to a Hugging Face dataset repo")
+    push.add_argument("name")
+    push.add_argument("--repo-id", required=True, help="e.g. medseg-eval/kvasir-seg")
+    push.add_argument("--private", action="store_true")
+    push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
+    push.add_argument("--dry-run", action="store_true", help="list the files without uploading")
+    push.set_defaults(run=_datasets_push)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     conventions = commands.add_parser("conventions", help="list the metric conventions and what each one does")
     conventions.set_defaults(run=_conventions)
+    _add_datasets(commands)
     return parser
 
 
@@ -44,7 +153,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = build_parser().parse_args(argv)
-    return args.run(args)
+    try:
+        return args.run(args)
+    except DatasetError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -1,0 +1,88 @@
+"""Dataset cards: the Hugging Face README (YAML front matter + prose) of each dataset, from its spec.
+
+One renderer serves both ``dataset_cards/<name>.md`` in the repository (split counts from the spec)
+and the README.md of a built canonical folder (counts as built), so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .registry import DatasetSpec
+
+# Hugging Face licence ids for the licences the catalog uses; anything else is "other" with a name.
+_HF_LICENSES = {"CC0-1.0": "cc0-1.0", "CC-BY-4.0": "cc-by-4.0", "CC-BY-NC-SA-4.0": "cc-by-nc-sa-4.0"}
+
+
+def _size_category(n: int) -> str:
+    return "n<1K" if n < 1000 else "1K<n<10K" if n < 10_000 else "10K<n<100K"
+
+
+def front_matter(spec: DatasetSpec, counts: Mapping[str, int]) -> dict:
+    """The card's YAML metadata: licence, task, configs (one per split's shards), features, split sizes."""
+    from .canonical import features
+
+    license_id = _HF_LICENSES.get(spec.license)
+    meta: dict = {"pretty_name": spec.title, "license": license_id or "other"}
+    if license_id is None:
+        meta["license_name"] = spec.license
+        meta["license_link"] = spec.homepage
+    meta.update({
+        "task_categories": ["image-segmentation"],
+        "tags": ["medical", spec.modality, "medseg-eval"],
+        "size_categories": [_size_category(sum(counts.values()))],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": s, "path": f"data/{s}-*"} for s in spec.splits]}],
+        "dataset_info": {
+            "features": features(spec.roi is not None)._to_yaml_list(),
+            "splits": [{"name": s, "num_examples": int(counts.get(s, 0))} for s in spec.splits],
+        },
+    })
+    return meta
+
+
+def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> str:
+    """The dataset card of ``spec`` as Markdown with YAML front matter.
+
+    Examples
+    --------
+    >>> from medseg_eval.datasets import get_spec
+    >>> card = render_card(get_spec("drive"))
+    >>> card.splitlines()[0], "## Splits" in card
+    ('---', True)
+    """
+    import yaml
+
+    counts = dict(spec.splits if counts is None else counts)
+    lines = ["---", yaml.safe_dump(front_matter(spec, counts), sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
+    lines += [f"# {spec.title}", "", spec.description.strip(), ""]
+    lines += ["Canonical copy built by medseg_eval from the official "
+              f"release, builder version {spec.builder_version}. Load it with "
+              f"`medseg_eval.load_dataset(\"{spec.name}\", split=\"{spec.test_split}\")` or "
+              "`datasets.load_dataset(<this folder or repo>)`.", ""]
+    lines += ["## Classes", "", "| label | class |", "|---|---|"]
+    lines += [f"| {i} | {c} |" for i, c in enumerate(spec.classes)]
+    lines += ["", f"Resolution: {spec.resolution}. Spacing: "
+              + ("physical pixel size in mm per case, column `spacing` = (sy, sx)." if spec.spacing_unit == "mm"
+                 else "none defined by the release; distances are in pixels (`spacing` = (1, 1)).")]
+    if spec.roi:
+        lines += ["", f"Region of interest (column `roi`, 1 inside): {spec.roi} Every metric is restricted to it."]
+    lines += ["", "## Splits", "", "| split | cases |", "|---|---|"]
+    lines += [f"| {s}{' (scored by default)' if s == spec.test_split else ''} | {counts.get(s, 0)} |" for s in spec.splits]
+    lines += ["", spec.split_rule.strip(), "",
+              f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256) fixes every case's split and "
+              f"{spec.folds}-fold cross-validation fold (seed {spec.seed}; held-out cases have no fold). "
+              "`mask_sha256` is the sha256 of `b\"<H> <W>\\n\"` followed by the decoded label map as uint8, row-major; "
+              f"`medseg-eval datasets verify {spec.name}` checks a copy against it.", ""]
+    lines += ["## Source", "", f"Homepage: {spec.homepage}", "", "| file | sha256 |", "|---|---|"]
+    lines += [f"| [{s.filename}]({s.url}) | {s.sha256 or 'unknown (not pinned)'} |" for s in spec.sources]
+    notes = [s for s in spec.sources if s.note]
+    if notes:
+        lines += [""] + [f"- {s.filename}: {s.note}" for s in notes]
+    if spec.manual_download:
+        lines += ["", f"Manual download: {spec.manual_download}"]
+    if spec.known_issues:
+        lines += ["", "## Known issues", ""] + [f"- {issue}" for issue in spec.known_issues]
+    lines += ["", "## License", "", f"{spec.license}. See {spec.homepage}.", "",
+              "## Citation", "", "```bibtex", spec.citation.strip(), "```", ""]
+    return "\n".join(lines)

@@ -1,0 +1,70 @@
+"""Helpers shared by the builders: find the release's folders, read its files, say what is missing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import SourceFileMissingError, SourceFormatError
+
+
+def find_folder(roots: Sequence[Path], name: str, *, required: bool = True) -> Path | None:
+    """The folder ``name`` in one of ``roots``: the root itself, a child, or a grandchild.
+
+    Releases unpack with or without a top folder, so both ``--source parent`` and
+    ``--source parent/<name>`` are accepted.
+    """
+    for root in roots:
+        if root.name == name and root.is_dir():
+            return root
+        for candidate in (root / name, *root.glob(f"*/{name}")):
+            if candidate.is_dir():
+                return candidate
+    if required:
+        where = ", ".join(str(r) for r in roots)
+        raise SourceFileMissingError(
+            f"folder {name!r} of the official release not found in {where}. Pass --source the folder "
+            f"that holds {name}/ (or the release's archive)."
+        )
+    return None
+
+
+def require(path: Path) -> Path:
+    """``path`` if it exists, else :class:`SourceFileMissingError` naming it."""
+    if not path.exists():
+        raise SourceFileMissingError(f"{path} is missing from the release; re-download it or restore the file.")
+    return path
+
+
+def read_gray(path: Path) -> np.ndarray:
+    """A mask file as a uint8 grey-level array (palette and RGB masks converted by luma)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(require(path)) as image:
+            return np.asarray(image.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise SourceFormatError(f"cannot read mask {path}: {err}. Re-download the release; the file is corrupt.") from err
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """A colour-coded mask file as a uint8 ``[H, W, 3]`` array."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(require(path)) as image:
+            return np.asarray(image.convert("RGB"))
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise SourceFormatError(f"cannot read mask {path}: {err}. Re-download the release; the file is corrupt.") from err
+
+
+def binarize(gray: np.ndarray, threshold: int = 128) -> np.ndarray:
+    """Foreground where the grey level is at least ``threshold`` (JPEG masks are not exactly 0/255)."""
+    return (gray >= threshold).astype(np.uint8)
+
+
+def split_list(path: Path) -> list[str]:
+    """Ids listed one per line (blank lines ignored)."""
+    return [line.strip() for line in require(path).read_text().splitlines() if line.strip()]

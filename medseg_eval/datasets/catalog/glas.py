@@ -1,0 +1,88 @@
+"""GlaS (Sirinukunwattana et al., MedIA 2017): gland segmentation in colon histology, Warwick-QU.
+
+Release layout: ``Warwick QU Dataset (Released 2016_07_08)/{train,testA,testB}_<n>.bmp`` with
+``..._anno.bmp`` (one label per gland; any gland is foreground here) and ``Grade.csv`` (name,
+patient ID, grades; values padded with a space). Test parts A and B form the test split.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator, Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..errors import SourceFormatError
+from ..registry import DatasetSpec, SourceFile, register
+from ._common import find_folder, read_gray, require
+
+_FOLDER = "Warwick QU Dataset (Released 2016_07_08)"
+_IMAGE = re.compile(r"^(train|testA|testB)_(\d+)$")
+
+
+def _load(image: Path, annotation: Path) -> CaseRecord:
+    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=(read_gray(annotation) > 0).astype(np.uint8))
+
+
+def _patients(grades: Path) -> dict[str, str]:
+    with open(require(grades), newline="") as f:
+        rows = [[cell.strip() for cell in row] for row in csv.reader(f) if row]
+    header, body = rows[0], rows[1:]
+    try:
+        name, patient = header.index("name"), header.index("patient ID")
+    except ValueError as err:
+        raise SourceFormatError(f"{grades}: expected columns 'name' and 'patient ID', got {header}.") from err
+    return {row[name]: f"patient-{row[patient]}" for row in body}
+
+
+def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+    base = find_folder(roots, _FOLDER)
+    patients = _patients(base / "Grade.csv")
+    for image in sorted(base.glob("*.bmp")):
+        match = _IMAGE.match(image.stem)
+        if match is None:
+            continue  # an annotation
+        if image.stem not in patients:
+            raise SourceFormatError(f"{image.name} is not listed in {base / 'Grade.csv'}.")
+        split = "train" if match[1] == "train" else "test"
+        annotation = require(base / f"{image.stem}_anno.bmp")
+        yield CaseSource(image.stem, partial(_load, image, annotation), group=patients[image.stem], split=split)
+
+
+SPEC = register(DatasetSpec(
+    name="glas",
+    title="GlaS: Gland Segmentation in Colon Histology Images (Warwick-QU)",
+    description="165 H&E images (20x, 0.62 um/pixel, up to 775x522) of colorectal adenocarcinoma and benign "
+                "tissue from 16 sections, with every gland outlined by a pathologist; used for the MICCAI 2015 "
+                "GlaS challenge.",
+    modality="histopathology",
+    classes=("background", "gland"),
+    splits={"train": 85, "test": 80},
+    test_split="test",
+    split_rule="The official challenge split: 85 training images, 80 test images (testA_* 60 and testB_* 20, "
+               "told apart by the case id). Folds group the training images by the patient in Grade.csv.",
+    resolution="original size of each image (567x430 to 775x522 width x height); gland instances merged into one class",
+    license="GlaS terms: research use only; commercial use not allowed",
+    homepage="https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/",
+    citation="""@article{sirinukunwattana2017gland,
+  title={Gland segmentation in colon histology images: The GlaS challenge contest},
+  author={Sirinukunwattana, Korsuk and Pluim, Josien P. W. and Chen, Hao and Qi, Xiaojuan and Heng, Pheng-Ann and Guo, Yun Bo and Wang, Li Yang and Matuszewski, Bogdan J. and Bruni, Elia and Sanchez, Urko and others},
+  journal={Medical Image Analysis},
+  volume={35},
+  pages={489--502},
+  year={2017},
+  doi={10.1016/j.media.2016.08.008}
+}""",
+    sources=(SourceFile("warwick_qu_dataset_released_2016_07_08.zip",
+                        "https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/download/warwick_qu_dataset_released_2016_07_08.zip",
+                        note="sha256 unknown; one public loader pins md5 495b2a9f3d694545fbec06673fb3f40f."),),
+    source_folder=_FOLDER,
+    builder=cases,
+    known_issues=("The official split is not patient-disjoint: several patients have images in both training and test "
+                  "(Grade.csv). It is kept because results are compared on it.",
+                  "Annotations are gland instances; the instance ids are dropped in the semantic mask."),
+))

@@ -1,0 +1,128 @@
+"""Loading canonical copies (local cache, a folder, or the Hub at a pinned revision) and pushing them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .build import canonical_dir, shipped_manifest, verify
+from .canonical import read_manifest, read_split, split_files
+from .download import home
+from .errors import DatasetNotBuiltError, ManifestMismatchError
+from .registry import DatasetSpec, get_spec
+
+if TYPE_CHECKING:
+    import datasets
+
+
+def _build_hint(spec: DatasetSpec) -> str:
+    how = f"run `medseg-eval datasets build {spec.name} --source <folder holding {spec.source_folder}/>`"
+    if spec.manual_download:
+        how += f" after downloading it by hand: {spec.manual_download}"
+    return how + "."
+
+
+def locate(spec: DatasetSpec, revision: str | None = None) -> Path:
+    """The folder holding the canonical copy: the local build, else the Hub mirror at the pinned revision.
+
+    ``revision`` asks for that commit of the Hub mirror explicitly (a local build has none).
+    """
+    local = canonical_dir(spec.name)
+    if revision is None and (local / "data").is_dir():
+        return local
+    if spec.hub_repo is None:
+        raise DatasetNotBuiltError(f"{spec.name} is not built in {local} and has no Hub mirror yet; {_build_hint(spec)}")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(spec.hub_repo, repo_type="dataset", revision=revision or spec.hub_revision,
+                                      cache_dir=home() / "hub"))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
+        raise DatasetNotBuiltError(f"{spec.name}: cannot fetch {spec.hub_repo}@{revision or spec.hub_revision} "
+                                   f"({err}); offline, {_build_hint(spec)}") from err
+
+
+def load_dataset(name: str, split: str | None = None, revision: str | None = None, *,
+                 data_dir: str | Path | None = None) -> "datasets.Dataset | datasets.DatasetDict":
+    """Load a dataset's canonical copy as a Hugging Face ``datasets.Dataset`` (or all splits as a ``DatasetDict``).
+
+    Columns: ``case_id``, ``image`` and ``mask`` (PIL images; the mask's values are class ids),
+    ``roi`` where the dataset has a region of interest, ``spacing`` ``(sy, sx)`` and ``group``.
+    The case ids of each split are checked against the shipped manifest; mask hashes are checked
+    by :func:`medseg_eval.datasets.verify` and before scoring.
+
+    Parameters
+    ----------
+    name
+        A registered dataset (``medseg-eval datasets list``).
+    split
+        One split (e.g. ``"validation"`` for Kvasir-SEG's official 120 images); all when ``None``.
+    revision
+        A commit of the Hub mirror; ``None`` takes the local build if there is one, else the pinned revision.
+    data_dir
+        A folder in the canonical layout to read instead (e.g. a clone of the Hub repo).
+
+    Examples
+    --------
+    >>> from medseg_eval.datasets import canonical_dir
+    >>> ds = load_dataset("kvasir-seg", split="validation") if canonical_dir("kvasir-seg").exists() else None
+    >>> ds is None or (ds.num_rows, ds.column_names[:3]) == (120, ["case_id", "image", "mask"])
+    True
+    """
+    import datasets
+
+    spec = get_spec(name)
+    folder = Path(data_dir) if data_dir is not None else locate(spec, revision)
+    splits = [spec.check_split(split)] if split is not None else list(spec.splits)
+    manifest = shipped_manifest(spec.name)
+    if manifest is None and (folder / "manifest.csv").is_file():
+        manifest = read_manifest(folder / "manifest.csv")
+    loaded = {}
+    for s in splits:
+        if not split_files(folder, s):
+            raise DatasetNotBuiltError(f"{folder} holds no shards for split {s!r} of {spec.name}; {_build_hint(spec)}")
+        ds = read_split(folder, s, name=spec.name)
+        if manifest is not None:
+            want = set(manifest.filter(manifest["split"] == s)["case_id"])
+            have = set(ds["case_id"])
+            if want != have:
+                raise ManifestMismatchError(spec.name, missing=sorted(want - have), extra=sorted(have - want),
+                                            hint=f"The copy in {folder} is not the canonical {s!r} split; rebuild it.")
+        loaded[s] = ds
+    return loaded[split] if split is not None else datasets.DatasetDict(loaded)
+
+
+def push(name: str, repo_id: str, *, token: str | None = None, private: bool = False, create_pr: bool = False,
+         dry_run: bool = False) -> list[str]:
+    """Upload the verified canonical copy of ``name`` to the Hugging Face dataset repo ``repo_id``.
+
+    The copy is verified against the manifest first; a copy that fails is never pushed. With
+    ``dry_run`` nothing is sent and the paths that would be committed are returned. Maintainers then
+    pin the commit as the spec's ``hub_revision``.
+
+    Examples
+    --------
+    >>> from medseg_eval.datasets import canonical_dir
+    >>> files = push("drive", "medseg-eval/drive", dry_run=True) if canonical_dir("drive").exists() else ["README.md"]
+    >>> "README.md" in files
+    True
+    """
+    spec = get_spec(name)
+    folder = canonical_dir(spec.name)
+    report = verify(spec.name, progress=False)
+    if not report.ok:
+        raise ManifestMismatchError(spec.name, missing=report.missing, extra=report.extra,
+                                    mismatched=report.mismatched + report.misplaced, hint="Not pushed; rebuild the copy.")
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    if dry_run:
+        return files
+    from huggingface_hub import CommitOperationAdd, HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=folder / f) for f in files]
+    api.create_commit(repo_id, operations, repo_type="dataset", create_pr=create_pr,
+                      commit_message=f"{spec.name}: canonical copy (builder v{spec.builder_version}, "
+                                     f"manifest {report.pinned and 'pinned' or 'unpinned'})")
+    return files

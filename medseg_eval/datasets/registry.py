@@ -1,0 +1,166 @@
+"""The dataset registry: one typed :class:`DatasetSpec` per dataset, defined in ``catalog/``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from .errors import UnknownDatasetError, UnknownSplitError
+
+if TYPE_CHECKING:
+    from .canonical import CaseRecord
+
+Builder = Callable[[Sequence[Path]], Iterator["CaseRecord"]]
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One file of the official release.
+
+    ``sha256=None`` means *unknown*: nobody has pinned it yet. A download of such a file is kept,
+    its hash is reported, and the build says that the archive is unpinned; nothing is invented.
+    """
+
+    filename: str
+    url: str
+    sha256: str | None = None
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything a user or a builder needs to know about one dataset.
+
+    Attributes
+    ----------
+    name
+        Registry key, lower case with dashes (``"kvasir-seg"``).
+    classes
+        Class names by label id; ``classes[0]`` is the background.
+    splits
+        Expected number of cases per split (the shipped manifest is the authority on which case goes where).
+    test_split
+        The split that results and leaderboards score by default.
+    split_rule
+        How the splits and the cross-validation folds were made, in words (also in the dataset card).
+    spacing_unit
+        ``"mm"`` when the release defines a physical pixel size (per case, in the ``spacing`` column),
+        else ``"pixel"`` (spacing 1).
+    roi
+        What the ``roi`` column holds (e.g. DRIVE's field of view), or ``None`` when there is none.
+    manual_download
+        Instructions when the release needs a registration or licence click-through; ``None`` when
+        ``sources`` can be downloaded as they are.
+    hub_repo, hub_revision
+        The Hugging Face dataset repo mirroring the canonical form and its pinned commit; ``None``
+        while unpublished.
+    source_folder
+        The folder the release unpacks to (what ``--source`` must hold).
+    holdout
+        For releases without an official split: the fraction of groups (patients, sequences,
+        else images) drawn into each held-out split; the rest is ``"train"``.
+    folds, seed
+        Cross-validation folds over the ``"train"`` split's groups, drawn with this seed (the
+        founding study used 5 folds and seed 42).
+    builder
+        Turns the release's folders into :class:`~medseg_eval.datasets.canonical.CaseRecord` s.
+    """
+
+    name: str
+    title: str
+    description: str
+    modality: str
+    classes: tuple[str, ...]
+    splits: Mapping[str, int]
+    test_split: str
+    split_rule: str
+    resolution: str
+    license: str
+    homepage: str
+    citation: str
+    sources: tuple[SourceFile, ...]
+    source_folder: str
+    builder: Builder = field(repr=False)
+    spacing_unit: Literal["pixel", "mm"] = "pixel"
+    roi: str | None = None
+    manual_download: str | None = None
+    known_issues: tuple[str, ...] = ()
+    hub_repo: str | None = None
+    hub_revision: str | None = None
+    holdout: Mapping[str, float] = field(default_factory=dict)
+    folds: int = 5
+    seed: int = 42
+    # Bumped whenever the builder's output changes, so that caches and results name what made them.
+    builder_version: int = 1
+
+    @property
+    def num_classes(self) -> int:
+        """Number of label values, background included."""
+        return len(self.classes)
+
+    def check_split(self, split: str) -> str:
+        """Return ``split`` if the dataset has it, else raise :class:`UnknownSplitError`."""
+        if split not in self.splits:
+            raise UnknownSplitError(
+                f"{self.name} has no split {split!r}; its splits are {', '.join(self.splits)} "
+                f"(results are scored on {self.test_split!r} by default)."
+            )
+        return split
+
+
+_REGISTRY: dict[str, DatasetSpec] = {}
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Add ``spec`` to the registry (each catalog module calls this once)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"dataset {spec.name!r} is registered twice")
+    if spec.test_split not in spec.splits:
+        raise ValueError(f"{spec.name}: test split {spec.test_split!r} is not one of {list(spec.splits)}")
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def _load_catalog() -> None:
+    from . import catalog  # noqa: F401  (importing it registers every dataset)
+
+
+def list_datasets() -> list[str]:
+    """Names of every registered dataset, sorted.
+
+    Examples
+    --------
+    >>> from medseg_eval import list_datasets
+    >>> "kvasir-seg" in list_datasets() and "drive" in list_datasets()
+    True
+    """
+    _load_catalog()
+    return sorted(_REGISTRY)
+
+
+def get_spec(name: str) -> DatasetSpec:
+    """The :class:`DatasetSpec` registered as ``name`` (case-insensitive, ``_`` or ``-``).
+
+    Raises
+    ------
+    UnknownDatasetError
+        With the closest registered names as suggestions.
+
+    Examples
+    --------
+    >>> get_spec("Kvasir_SEG").classes
+    ('background', 'polyp')
+    """
+    _load_catalog()
+    key = name.strip().lower().replace("_", "-")
+    if key in _REGISTRY:
+        return _REGISTRY[key]
+    close = difflib.get_close_matches(key, _REGISTRY, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise UnknownDatasetError(
+        f"unknown dataset {name!r}.{hint} Registered: {', '.join(sorted(_REGISTRY))} "
+        "(`medseg-eval datasets list`)."
+    )

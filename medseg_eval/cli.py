@@ -61,7 +61,9 @@ def _datasets_info(args: argparse.Namespace) -> int:
 def _datasets_build(args: argparse.Namespace) -> int:
     from .datasets import build
 
-    report = build(args.name, args.source or None, sha256=args.sha256, progress=not args.quiet)
+    hashes = dict(h.split("=", 1) if "=" in h else (None, h) for h in args.sha256 or [])
+    sha256 = hashes.pop(None) if list(hashes) == [None] else hashes or None
+    report = build(args.name, args.source or None, sha256=sha256, progress=not args.quiet)
     counts = ", ".join(f"{s}={n}" for s, n in report.counts.items())
     state = "checked against the shipped manifest" if report.pinned else "UNPINNED: no shipped manifest to check against"
     print(f"{report.dataset}: {counts} -> {report.folder} ({state}; manifest sha256 {report.manifest_sha256})")
@@ -114,7 +116,8 @@ def _add_datasets(commands: argparse._SubParsersAction) -> None:
     build.add_argument("name")
     build.add_argument("--source", action="append", metavar="PATH_OR_URL",
                        help="folder holding the release, its archive, or a URL (repeatable); default: the official URLs")
-    build.add_argument("--sha256", help="expected sha256 of the given archive, where the registry pins none")
+    build.add_argument("--sha256", action="append", metavar="[ARCHIVE=]HASH",
+                       help="expected sha256 of the given archive (or ARCHIVE=HASH per archive, repeatable)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(run=_datasets_build)
     verify = sub.add_parser("verify", help="re-hash every mask against the manifest (exit 0 only when all match)")

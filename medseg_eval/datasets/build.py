@@ -12,7 +12,7 @@ import platform
 import re
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -34,7 +34,7 @@ from .canonical import (
     split_files,
 )
 from .cards import render_card
-from .download import download, extract, file_sha256, home, is_archive, verify_sha256
+from .download import download, extract, file_sha256, home, is_archive, url_filename, verify_sha256
 from .errors import (
     DatasetNotBuiltError,
     ManifestMismatchError,
@@ -96,31 +96,38 @@ def assign_splits(spec: DatasetSpec, cases: Sequence[CaseSource]) -> dict[str, t
     return {c: (s, fold_of_group[group_of[c]] if s == "train" else None) for c, s in split_of.items()}
 
 
-def resolve_sources(spec: DatasetSpec, sources: Sequence[str | Path], *, sha256: str | None = None,
+def resolve_sources(spec: DatasetSpec, sources: Sequence[str | Path], *, sha256: str | Mapping[str, str] | None = None,
                     progress: bool = True) -> list[Path]:
     """Folders holding the release: given folders as they are; archives and URLs fetched, checked, extracted.
 
-    An archive is checked against ``sha256`` when given, else against the spec's pinned hash for
-    its file name; with neither, its hash is reported in ``build_info.json`` as unpinned.
+    An archive is checked against the hash given for it in ``sha256`` (one hash when a single
+    source is given, or a mapping from archive file name to hash), else against the spec's pinned
+    hash for its file name; with neither, its hash is reported in ``build_info.json`` as unpinned.
     """
     if not sources:
         if spec.manual_download:
             raise ManualDownloadRequired(f"{spec.name} must be downloaded by hand: {spec.manual_download} "
                                          f"Then run: medseg-eval datasets build {spec.name} --source <folder>.")
         sources = [s.url for s in spec.sources]
-    pinned = {s.filename: s.sha256 for s in spec.sources}
+    expected = {s.filename: s.sha256 for s in spec.sources if s.sha256}
+    if isinstance(sha256, str):
+        if len(sources) != 1:
+            raise ValueError("one sha256 was given for several sources; give a mapping {archive name: sha256}.")
+        only = str(sources[0])
+        expected[url_filename(only) if _URL.match(only) else Path(only).name] = sha256
+    elif sha256 is not None:
+        expected.update(sha256)
     roots = []
     for source in sources:
         text = str(source)
         if _URL.match(text):
-            name = Path(text.split("?")[0]).name
-            path = download(text, home() / "downloads" / spec.name, sha256=sha256 or pinned.get(name), progress=progress)
+            path = download(text, home() / "downloads" / spec.name, sha256=expected.get(url_filename(text)), progress=progress)
         else:
             path = Path(text).expanduser()
             if not path.exists():
                 raise SourceFileMissingError(f"source {path} does not exist; pass the folder holding {spec.source_folder}/, its archive, or a URL.")
             if path.is_file():
-                verify_sha256(path, sha256 or pinned.get(path.name))
+                verify_sha256(path, expected.get(path.name))
         if path.is_dir():
             roots.append(path)
         elif is_archive(path):
@@ -141,8 +148,8 @@ class BuildReport:
     manifest_sha256: str
 
 
-def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *, sha256: str | None = None,
-          progress: bool = True) -> BuildReport:
+def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
+          sha256: str | Mapping[str, str] | None = None, progress: bool = True) -> BuildReport:
     """Build the canonical copy of ``name`` from its official release into :func:`canonical_dir`.
 
     Parameters
@@ -154,7 +161,8 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
         the release's archive, a URL, or several of these; ``None`` downloads the official archives
         (not possible for releases behind a registration).
     sha256
-        Expected hash of a single given archive, where the registry does not pin one.
+        Expected hash of the given archive, or a mapping from archive file name to hash; it takes
+        the place of the registry's pinned hash for that archive.
 
     Raises
     ------

@@ -69,7 +69,7 @@ def mask_sha256(mask: np.ndarray) -> str:
     --------
     >>> import numpy as np
     >>> mask_sha256(np.zeros((2, 3), dtype=np.uint8))[:16]
-    'a3a26bd84ac9c9d8'
+    '26ec19b7d688c10a'
     """
     mask = np.asarray(mask)
     if mask.ndim != 2:

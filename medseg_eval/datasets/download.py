@@ -7,6 +7,7 @@ import http.client
 import os
 import tarfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -59,7 +60,7 @@ def download(url: str, folder: Path, *, sha256: str | None = None, progress: boo
     from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
-    name = Path(urllib.request.urlparse(url).path).name or "download"
+    name = url_filename(url)
     target, part = folder / name, folder / f"{name}.part"
     if target.exists():
         try:
@@ -104,6 +105,11 @@ def download(url: str, folder: Path, *, sha256: str | None = None, progress: boo
         raise
     os.replace(part, target)
     return target
+
+
+def url_filename(url: str) -> str:
+    """The file name a URL points at, percent-decoded (``.../MoNuSeg%202018.zip`` -> ``MoNuSeg 2018.zip``)."""
+    return urllib.parse.unquote(Path(urllib.parse.urlparse(url).path).name) or "download"
 
 
 def is_archive(path: Path) -> bool:

@@ -66,8 +66,8 @@ def load_dataset(name: str, split: str | None = None, revision: str | None = Non
     Examples
     --------
     >>> from medseg_eval.datasets import canonical_dir
-    >>> ds = load_dataset("kvasir-seg", split="validation") if canonical_dir("kvasir-seg").exists() else None
-    >>> ds is None or (ds.num_rows, ds.column_names[:3]) == (120, ["case_id", "image", "mask"])
+    >>> ds = load_dataset("drive", split="test") if canonical_dir("drive").exists() else None  # built above
+    >>> ds is None or (ds.num_rows, ds.column_names[:4]) == (20, ["case_id", "image", "mask", "roi"])
     True
     """
     import datasets

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .datasets.errors import DatasetError
@@ -99,6 +100,14 @@ def _datasets_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _datasets_cards(args: argparse.Namespace) -> int:
+    from .datasets.cards import write_cards
+
+    for path in write_cards(Path(args.out)):
+        print(path)
+    return 0
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -131,6 +140,9 @@ def _add_datasets(commands: argparse._SubParsersAction) -> None:
     push.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing to main")
     push.add_argument("--dry-run", action="store_true", help="list the files without uploading")
     push.set_defaults(run=_datasets_push)
+    cards = sub.add_parser("cards", help="(maintainers) write every dataset card from the registry")
+    cards.add_argument("--out", default="dataset_cards", help="folder to write <name>.md into (default: dataset_cards)")
+    cards.set_defaults(run=_datasets_cards)
 
 
 def build_parser() -> argparse.ArgumentParser:

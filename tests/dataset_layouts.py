@@ -190,7 +190,7 @@ def monuseg(root: Path) -> Layout:
     cases = {"TCGA-18-5592-01Z-00-DX1": ("train", train / "Tissue Images", train / "Annotations"),
              "TCGA-21-5784-01Z-00-DX1": ("train", train / "Tissue Images", train / "Annotations"),
              "TCGA-2Z-A9J9-01A-01-TS1": ("test", root / "MoNuSegTestData", root / "MoNuSegTestData")}
-    for case, (split, images, annotations) in cases.items():
+    for case, (split, images, xml_folder) in cases.items():
         mask = np.zeros((40, 50), np.uint8)
         rectangles = []
         for _ in range(4):
@@ -199,8 +199,8 @@ def monuseg(root: Path) -> Layout:
             rectangles.append((x0, y0, x1, y1))
             mask[y0:y1 + 1, x0:x1 + 1] = 1  # filled polygon, boundary included (X = column, Y = row)
         save(images / f"{case}.tif", photo(rng, 40, 50, 3))
-        annotations.mkdir(parents=True, exist_ok=True)
-        (annotations / f"{case}.xml").write_text(_aperio_xml(rectangles))
+        xml_folder.mkdir(parents=True, exist_ok=True)
+        (xml_folder / f"{case}.xml").write_text(_aperio_xml(rectangles))
         layout.masks[case], layout.splits[case] = mask[:40, :50], split
     (root / "__MACOSX").mkdir()
     (root / "__MACOSX" / "._junk").write_bytes(b"\x00\x05")

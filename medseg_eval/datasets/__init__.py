@@ -6,8 +6,17 @@
 (120, 'validation')
 """
 
-from .build import BuildReport, UnpinnedManifestWarning, VerifyReport, assign_splits, build, canonical_dir, shipped_manifest, verify
-from .canonical import CaseRecord, CaseSource, mask_sha256, manifest_sha256
+from .build import (
+    BuildReport,
+    UnpinnedManifestWarning,
+    VerifyReport,
+    assign_splits,
+    build,
+    canonical_dir,
+    shipped_manifest,
+    verify,
+)
+from .canonical import CaseRecord, CaseSource, manifest_sha256, mask_sha256
 from .cards import render_card
 from .download import download, home
 from .errors import (

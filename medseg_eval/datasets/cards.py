@@ -7,6 +7,7 @@ and the README.md of a built canonical folder (counts as built), so the two cann
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 from .registry import DatasetSpec
 
@@ -25,7 +26,7 @@ def front_matter(spec: DatasetSpec, counts: Mapping[str, int]) -> dict:
     license_id = _HF_LICENSES.get(spec.license)
     meta: dict = {"pretty_name": spec.title, "license": license_id or "other"}
     if license_id is None:
-        meta["license_name"] = spec.license
+        meta["license_name"] = f"{spec.name}-terms"  # the Hub wants an id here; the terms are in the prose
         meta["license_link"] = spec.homepage
     meta.update({
         "task_categories": ["image-segmentation"],
@@ -83,6 +84,15 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> s
         lines += ["", f"Manual download: {spec.manual_download}"]
     if spec.known_issues:
         lines += ["", "## Known issues", ""] + [f"- {issue}" for issue in spec.known_issues]
-    lines += ["", "## License", "", f"{spec.license}. See {spec.homepage}.", "",
+    lines += ["", "## License", "", f"{spec.license}. See {spec.homepage}. The canonical copy carries the release's terms.", "",
               "## Citation", "", "```bibtex", spec.citation.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def write_cards(folder: Path) -> list[Path]:
+    """Write ``<name>.md`` for every registered dataset into ``folder`` (atomically, one file each)."""
+    from .._atomic import atomic_write_text
+    from .registry import get_spec, list_datasets
+
+    return [atomic_write_text(folder / f"{name}.md", render_card(get_spec(name))) for name in list_datasets()]
+

@@ -56,7 +56,7 @@ SPEC = register(DatasetSpec(
                 "with one polyp mask by the Computer Vision Center, Barcelona.",
     modality="endoscopy",
     classes=("background", "polyp"),
-    splits={"train": 481, "test": 131},
+    splits={"train": 467, "test": 145},
     test_split="test",
     split_rule="No official split. A seeded permutation (seed 42) of the 29 video sequences holds out 20% of "
                "the sequences (6) as the test split; folds deal the remaining sequences, so no sequence is "

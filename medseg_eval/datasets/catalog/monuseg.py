@@ -47,11 +47,11 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
     train = find_folder(roots, "MoNuSeg 2018 Training Data")
     test = find_folder(roots, "MoNuSegTestData")
     parts = [("train", require(train / "Tissue Images"), require(train / "Annotations")), ("test", test, test)]
-    for split, images, annotations in parts:
+    for split, images, xml_folder in parts:
         for image in sorted(images.glob("*.tif")):
             # One slide per TCGA patient; the patient barcode is the first three fields of the id.
             patient = "-".join(image.stem.split("-")[:3])
-            xml = require(annotations / f"{image.stem}.xml")
+            xml = require(xml_folder / f"{image.stem}.xml")
             yield CaseSource(image.stem, partial(_load, image, xml), group=patient, split=split)
 
 

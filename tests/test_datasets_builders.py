@@ -10,6 +10,7 @@ import pytest
 
 from medseg_eval.datasets import (
     ChecksumError,
+    DownloadError,
     UnpinnedManifestWarning,
     build,
     canonical_dir,
@@ -26,16 +27,21 @@ def _sha256(path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _release(name, tmp_path):
+    """Make a tiny release of ``name`` and zip it as its official archives: (folder served, names, sha256s)."""
+    layout = MAKERS[name](tmp_path / "release")
+    served = tmp_path / "served"
+    archives = layout.zip_into(tmp_path / "release", served)
+    return layout, served, archives, {a: _sha256(served / a) for a in archives}
+
+
 @pytest.fixture(params=sorted(MAKERS))
 def built(request, tmp_path, home):
     """Make the release, serve its archives, build the canonical copy from the URLs."""
     name = request.param
-    layout = MAKERS[name](tmp_path / "release")
-    served = tmp_path / "served"
-    archives = layout.zip_into(tmp_path / "release", served)
+    layout, served, archives, hashes = _release(name, tmp_path)
     with serve(served) as server, pytest.warns(UnpinnedManifestWarning):
-        report = build(name, [f"{server.url}/{quote(a)}" for a in archives],
-                       sha256={a: _sha256(served / a) for a in archives}, progress=False)
+        report = build(name, [f"{server.url}/{quote(a)}" for a in archives], sha256=hashes, progress=False)
     return name, layout, report
 
 
@@ -94,10 +100,38 @@ def test_a_verified_build_passes_verify(built):
 
 
 def test_official_archive_names_are_checked_against_the_pinned_hashes(tmp_path, home):
-    layout = MAKERS["busi"](tmp_path / "release")
-    served = tmp_path / "served"
-    (archive,) = layout.zip_into(tmp_path / "release", served)
+    _, served, (archive,), _ = _release("busi", tmp_path)
     pinned = next(s.sha256 for s in get_spec("busi").sources if s.filename == archive)
     with serve(served) as server, pytest.raises(ChecksumError, match=pinned):
         build("busi", f"{server.url}/{archive}", progress=False)
     assert not canonical_dir("busi").exists()
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_interrupted_archive_download_resumes_on_the_next_build(name, tmp_path, home):
+    _, served, archives, hashes = _release(name, tmp_path)
+    with serve(served) as server:
+        urls = [f"{server.url}/{quote(a)}" for a in archives]
+        server.interrupt.add(archives[-1])
+        with pytest.raises(DownloadError, match="rerun to resume"):
+            build(name, urls, sha256=hashes, progress=False)
+        assert not canonical_dir(name).exists()
+        fetched = len(server.requests)
+        with pytest.warns(UnpinnedManifestWarning):
+            build(name, urls, sha256=hashes, progress=False)
+        resumed = server.requests[fetched:]
+    # complete archives are not fetched again; the cut one continues where it stopped
+    assert len(resumed) == 1 and resumed[0][0] == archives[-1] and resumed[0][1].startswith("bytes=")
+    assert int(resumed[0][1][6:-1]) > 0
+    assert verify(name, progress=False).ok
+
+
+@pytest.mark.parametrize("name", sorted(MAKERS))
+def test_corrupted_archive_is_rejected_by_its_checksum(name, tmp_path, home):
+    _, served, archives, hashes = _release(name, tmp_path)
+    data = bytearray((served / archives[0]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (served / archives[0]).write_bytes(bytes(data))
+    with serve(served) as server, pytest.raises(ChecksumError, match=f"expected {hashes[archives[0]]}"):
+        build(name, [f"{server.url}/{quote(a)}" for a in archives], sha256=hashes, progress=False)
+    assert not canonical_dir(name).exists()

@@ -244,13 +244,19 @@ def split_files(folder: Path, split: str) -> list[Path]:
     return sorted((folder / "data").glob(f"{split}-*-of-*.parquet"))
 
 
-def read_split(folder: Path, split: str, *, name: str = ""):  # -> datasets.Dataset
-    """Load one split of a canonical folder as a ``datasets.Dataset`` (images decode lazily, as PIL)."""
-    import datasets
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def read_split(folder: Path, split: str, *, cache_dir: Path):  # -> datasets.Dataset
+    """Load one split of a canonical folder as a ``datasets.Dataset`` (images decode lazily, as PIL).
 
-    files = split_files(folder, split)
-    table = pa.concat_tables([pq.read_table(f) for f in files])
-    info = datasets.DatasetInfo(features=datasets.Features.from_arrow_schema(table.schema), dataset_name=name or None)
-    return datasets.Dataset(table.replace_schema_metadata(None), info=info, split=split)
+    The shards are converted once into memory-mapped Arrow files under ``cache_dir``, as
+    ``datasets`` does for every parquet source, so a split larger than memory still loads.
+    """
+    import datasets
+
+    files = [str(f) for f in split_files(folder, split)]
+    progress = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()  # a one-off conversion; its bar would only clutter a user's log
+    try:
+        return datasets.Dataset.from_parquet(files, split=split, cache_dir=str(cache_dir))
+    finally:
+        if progress:
+            datasets.enable_progress_bars()

@@ -82,7 +82,9 @@ def load_dataset(name: str, split: str | None = None, revision: str | None = Non
     for s in splits:
         if not split_files(folder, s):
             raise DatasetNotBuiltError(f"{folder} holds no shards for split {s!r} of {spec.name}; {_build_hint(spec)}")
-        ds = read_split(folder, s, name=spec.name)
+        # A local build keeps its Arrow cache inside, so a rebuild (which replaces the folder) drops it.
+        cache = folder / ".arrow" if folder == canonical_dir(spec.name) else home() / "arrow" / spec.name
+        ds = read_split(folder, s, cache_dir=cache)
         if manifest is not None:
             want = set(manifest.filter(manifest["split"] == s)["case_id"])
             have = set(ds["case_id"])
@@ -114,7 +116,8 @@ def push(name: str, repo_id: str, *, token: str | None = None, private: bool = F
     if not report.ok:
         raise ManifestMismatchError(spec.name, missing=report.missing, extra=report.extra,
                                     mismatched=report.mismatched + report.misplaced, hint="Not pushed; rebuild the copy.")
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                   if p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts))
     if dry_run:
         return files
     from huggingface_hub import CommitOperationAdd, HfApi

@@ -68,6 +68,9 @@ def _datasets_build(args: argparse.Namespace) -> int:
     counts = ", ".join(f"{s}={n}" for s, n in report.counts.items())
     state = "checked against the shipped manifest" if report.pinned else "UNPINNED: no shipped manifest to check against"
     print(f"{report.dataset}: {counts} -> {report.folder} ({state}; manifest sha256 {report.manifest_sha256})")
+    for source in report.sources:
+        if source.get("sha256_pinned") is False:
+            print(f"  archive {source['archive']} is not pinned by the registry; its sha256 is {source['sha256']}")
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from urllib.parse import quote
 
 import numpy as np
@@ -93,10 +94,14 @@ def test_build_loads_with_hugging_face_datasets_from_the_folder(built, tmp_path)
         np.testing.assert_array_equal(np.asarray(a["mask"]), np.asarray(b["mask"]))
 
 
-def test_a_verified_build_passes_verify(built):
-    name, _, _ = built
+def test_a_verified_build_passes_verify_and_records_its_archives(built):
+    name, layout, build_report = built
     report = verify(name, progress=False)
     assert report.ok and not report.pinned and report.checked > 0
+    info = json.loads((build_report.folder / "build_info.json").read_text())
+    assert sorted(s["archive"] for s in info["sources"]) == sorted(layout.archives)
+    assert all(s["sha256_pinned"] and len(s["sha256"]) == 64 for s in info["sources"])
+    assert info["manifest_sha256"] == build_report.manifest_sha256 and info["manifest_pinned"] is False
 
 
 def test_official_archive_names_are_checked_against_the_pinned_hashes(tmp_path, home):

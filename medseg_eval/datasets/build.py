@@ -97,12 +97,13 @@ def assign_splits(spec: DatasetSpec, cases: Sequence[CaseSource]) -> dict[str, t
 
 
 def resolve_sources(spec: DatasetSpec, sources: Sequence[str | Path], *, sha256: str | Mapping[str, str] | None = None,
-                    progress: bool = True) -> list[Path]:
+                    progress: bool = True) -> tuple[list[Path], list[dict[str, object]]]:
     """Folders holding the release: given folders as they are; archives and URLs fetched, checked, extracted.
 
     An archive is checked against the hash given for it in ``sha256`` (one hash when a single
     source is given, or a mapping from archive file name to hash), else against the spec's pinned
-    hash for its file name; with neither, its hash is reported in ``build_info.json`` as unpinned.
+    hash for its file name; with neither, its hash is only recorded, marked unpinned. Returns the
+    folders and one provenance record per source (for ``build_info.json``).
     """
     if not sources:
         if spec.manual_download:
@@ -117,24 +118,30 @@ def resolve_sources(spec: DatasetSpec, sources: Sequence[str | Path], *, sha256:
         expected[url_filename(only) if _URL.match(only) else Path(only).name] = sha256
     elif sha256 is not None:
         expected.update(sha256)
-    roots = []
+    roots, provenance = [], []
     for source in sources:
         text = str(source)
         if _URL.match(text):
-            path = download(text, home() / "downloads" / spec.name, sha256=expected.get(url_filename(text)), progress=progress)
+            pinned = expected.get(url_filename(text))
+            path = download(text, home() / "downloads" / spec.name, sha256=pinned, progress=progress)
         else:
             path = Path(text).expanduser()
             if not path.exists():
-                raise SourceFileMissingError(f"source {path} does not exist; pass the folder holding {spec.source_folder}/, its archive, or a URL.")
-            if path.is_file():
-                verify_sha256(path, expected.get(path.name))
+                raise SourceFileMissingError(f"source {path} does not exist; pass the folder holding "
+                                             f"{spec.source_folder}/, its archive, or a URL.")
+            pinned = expected.get(path.name) if path.is_file() else None
+            if pinned:
+                verify_sha256(path, pinned)
+        record: dict[str, object] = {"source": text}
         if path.is_dir():
             roots.append(path)
         elif is_archive(path):
+            record.update(archive=path.name, sha256=pinned or file_sha256(path), sha256_pinned=pinned is not None)
             roots.append(extract(path, home() / "sources" / spec.name / path.name))
         else:
-            raise SourceFormatError(f"source {path} is neither a folder nor a zip/tar archive.")
-    return roots
+            raise SourceFormatError(f"source {path} is neither a folder nor a zip/tar archive (a RAR must be unpacked first).")
+        provenance.append(record)
+    return roots, provenance
 
 
 @dataclass
@@ -146,6 +153,7 @@ class BuildReport:
     counts: dict[str, int]
     pinned: bool
     manifest_sha256: str
+    sources: list[dict[str, object]]
 
 
 def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
@@ -182,7 +190,7 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
 
     spec = get_spec(name)
     sources = [] if source is None else [source] if isinstance(source, (str, Path)) else list(source)
-    roots = resolve_sources(spec, sources, sha256=sha256, progress=progress)
+    roots, provenance = resolve_sources(spec, sources, sha256=sha256, progress=progress)
     cases = sorted(spec.builder(roots), key=lambda c: c.case_id)
     seen: set[str] = set()
     duplicates = {c.case_id for c in cases if c.case_id in seen or seen.add(c.case_id)}
@@ -235,19 +243,12 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
             "manifest_sha256": manifest_sha256(manifest),
             "manifest_pinned": shipped is not None,
             "counts": counts,
-            "sources": [_describe(p) for p in sources],
+            "sources": provenance,
             "python": platform.python_version(),
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (staging / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return BuildReport(spec.name, canonical_dir(spec.name), counts, shipped is not None, info["manifest_sha256"])
-
-
-def _describe(source: str | Path) -> dict[str, str]:
-    path = Path(str(source))
-    if not _URL.match(str(source)) and path.is_file():
-        return {"source": path.name, "sha256": file_sha256(path)}
-    return {"source": str(source)}
+    return BuildReport(spec.name, canonical_dir(spec.name), counts, shipped is not None, info["manifest_sha256"], provenance)
 
 
 def _package_version() -> str:

@@ -224,3 +224,17 @@ def test_small_objects_in_a_large_image_match_reference(convention: str) -> None
         for name, value in REFERENCES[convention](pred, gt, (0.6, 1.1), 95.0, 2.0).items():
             got = ours[name.split("@")[0]][index, 0].item()
             assert math.isclose(got, value, rel_tol=1e-6, abs_tol=1e-9), (index, name, got, value)
+
+
+def test_counts_are_the_pixel_confusion_matrix_inside_the_roi() -> None:
+    rng = np.random.default_rng(11)
+    pred, gt = rng.integers(0, 3, (4, 37, 29)), rng.integers(0, 3, (4, 37, 29))
+    roi = rng.random((4, 37, 29)) > 0.3
+    out = metrics.compute(pred, gt, ["tp", "fp", "fn", "tn", "dice"], num_classes=3, roi=roi)
+    for c in (1, 2):
+        p, g = (pred == c) & roi, (gt == c) & roi
+        expected = {"tp": p & g, "fp": p & ~g, "fn": ~p & g, "tn": ~p & ~g & roi}
+        for name, mask in expected.items():
+            np.testing.assert_array_equal(out[name][:, c - 1].numpy(), mask.sum((1, 2)))
+    tp, fp, fn = out["tp"], out["fp"], out["fn"]
+    torch.testing.assert_close(out["dice"], 2 * tp / (2 * tp + fp + fn))

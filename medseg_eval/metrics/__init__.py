@@ -15,6 +15,7 @@ from ._validation import LabelError, MetricInputError, OptionError, ShapeMismatc
 from .conventions import (
     CONVENTION_SPECS,
     CONVENTIONS,
+    COUNTS,
     DEFAULT_CONVENTION,
     HIGHER_IS_BETTER,
     METRICS,
@@ -26,7 +27,7 @@ from .engine import DEFAULT_METRICS, compute
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
 
 __all__ = [
-    "CONVENTIONS", "CONVENTION_SPECS", "DEFAULT_CONVENTION", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "METRICS",
+    "CONVENTIONS", "CONVENTION_SPECS", "COUNTS", "DEFAULT_CONVENTION", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "METRICS",
     "Convention", "ConventionSpec", "EmptyPolicy", "LabelError", "MetricInputError", "OptionError",
     "ShapeMismatchError", "SpacingError", "assd", "compute", "dice", "hausdorff", "hd95", "iou", "masd", "nsd",
     "precision", "recall", "specificity",

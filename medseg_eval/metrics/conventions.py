@@ -52,6 +52,9 @@ DEFAULT_CONVENTION: Convention = "surface-distance"
 OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity")
 DISTANCE_METRICS: tuple[str, ...] = ("hausdorff", "hd95", "assd", "masd", "nsd")
 METRICS: tuple[str, ...] = OVERLAP_METRICS + DISTANCE_METRICS
+#: Pixel counts :func:`~medseg_eval.metrics.compute` also returns on request: the sufficient
+#: statistics of the overlap metrics, summed over cases for pooled (dataset-level) Dice and IoU.
+COUNTS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 #: Other accepted names: ``"hd"`` is the Hausdorff distance.
 METRIC_ALIASES: dict[str, str] = {"hd": "hausdorff"}
 #: Metrics where a larger value is better; the others (distances) are better when smaller.

@@ -16,6 +16,7 @@ from ._validation import (
     check_same_shape,
 )
 from .conventions import (
+    COUNTS,
     DEFAULT_CONVENTION,
     DISTANCE_METRICS,
     METRIC_ALIASES,
@@ -56,7 +57,7 @@ def compute(
         arrays; bool, any integer dtype, or floats holding whole numbers. 0 is background.
     metrics
         Names from ``dice, iou, precision, recall, specificity, hausdorff`` (or ``hd``), ``hd95,
-        assd, masd, nsd``.
+        assd, masd, nsd``; also the pixel counts ``tp, fp, fn, tn`` (``tn`` inside the ROI).
     num_classes
         Number of classes including background; results cover classes ``1..num_classes-1``.
     spacing
@@ -205,11 +206,13 @@ def _compute_crops(
     if roi is not None:
         pred_masks &= roi.unsqueeze(1)
         target_masks &= roi.unsqueeze(1)
-    if any(m in OVERLAP_METRICS for m in metrics):
+    if any(m in OVERLAP_METRICS or m in COUNTS for m in metrics):
         counts = confusion_counts(pred_masks, target_masks, counted)
         for m in metrics:
             if m in OVERLAP_METRICS:
                 out[m] = overlap_metric(m, counts, empty)
+            elif m in COUNTS:
+                out[m] = getattr(counts, m)
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
     if wanted:
         # Cases x classes become N independent image pairs, row n = case * k + class.

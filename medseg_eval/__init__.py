@@ -2,7 +2,9 @@
 
 from . import datasets, metrics
 from .datasets import list_datasets, load_dataset
+from .evaluate import evaluate
+from .results import Results
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "datasets", "list_datasets", "load_dataset", "metrics"]
+__all__ = ["Results", "__version__", "datasets", "evaluate", "list_datasets", "load_dataset", "metrics"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,10 @@ class DatasetSpec:
     holdout
         For releases without an official split: the fraction of groups (patients, sequences,
         else images) drawn into each held-out split; the rest is ``"train"``.
+    file_key
+        A regular expression whose first group is the part of a case id that prediction files
+        keep when named after the release's own masks (DRIVE's ``01_manual2.gif`` for case
+        ``01_test``); ``None`` when file names are the case ids, possibly with a ``_mask``-like suffix.
     folds, seed
         Cross-validation folds over the ``"train"`` split's groups, drawn with this seed (the
         founding study used 5 folds and seed 42).
@@ -91,6 +96,7 @@ class DatasetSpec:
     hub_repo: str | None = None
     hub_revision: str | None = None
     holdout: Mapping[str, float] = field(default_factory=dict)
+    file_key: str | None = None
     folds: int = 5
     seed: int = 42
     # Bumped whenever the builder's output changes, so that caches and results name what made them.
@@ -100,6 +106,23 @@ class DatasetSpec:
     def num_classes(self) -> int:
         """Number of label values, background included."""
         return len(self.classes)
+
+    def match_file(self, case_ids: Sequence[str]) -> Callable[[str], str | None]:
+        """A function from a prediction file's stem to one of ``case_ids`` by :attr:`file_key` (else ``None``)."""
+        if self.file_key is None:
+            return lambda stem: None
+        pattern = re.compile(self.file_key)
+        keys: dict[str, str] = {}
+        for case_id in case_ids:
+            found = pattern.match(case_id)
+            if found:
+                keys[found[1]] = case_id
+
+        def match(stem: str) -> str | None:
+            found = pattern.match(stem)
+            return keys.get(found[1]) if found else None
+
+        return match
 
     def check_split(self, split: str) -> str:
         """Return ``split`` if the dataset has it, else raise :class:`UnknownSplitError`."""

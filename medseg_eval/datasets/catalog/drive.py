@@ -60,6 +60,7 @@ SPEC = register(DatasetSpec(
                         note="behind a grand-challenge login; no checksum is published."),),
     source_folder="DRIVE",
     builder=cases,
+    file_key=r"^(\d{2})_",
     roi="the camera's field of view (mask/NN_*_mask.gif).",
     manual_download="register at https://drive.grand-challenge.org/, download the data, unpack it so that a folder "
                     "DRIVE/ holds training/ and test/ (with test/1st_manual).",

@@ -82,6 +82,7 @@ SPEC = register(DatasetSpec(
                         note="sha256 unknown; one public loader pins md5 495b2a9f3d694545fbec06673fb3f40f."),),
     source_folder=_FOLDER,
     builder=cases,
+    file_key=r"^((?:train|testA|testB)_\d+)",
     known_issues=("The official split is not patient-disjoint: several patients have images in both training and test "
                   "(Grade.csv). It is kept because results are compared on it.",
                   "Annotations are gland instances; the instance ids are dropped in the semantic mask."),

@@ -76,6 +76,7 @@ SPEC = register(DatasetSpec(
                   for f, h in _SHA256.items()),
     source_folder="ISIC2018_Task1-2_Training_Input",
     builder=cases,
+    file_key=r"^(ISIC_\d{7})",
     known_issues=("The training input archive is 10.4 GB.",
                   "Some masks are coarse polygons rather than traced boundaries (noted by the challenge report)."),
 ))

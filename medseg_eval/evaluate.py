@@ -1,0 +1,246 @@
+"""evaluate(): ground truth from a dataset (or the caller), predictions in any form, the engine, Results."""
+
+from __future__ import annotations
+
+import datetime as dt
+import platform
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+import torch
+
+from . import metrics as engine
+from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
+from .datasets.build import canonical_dir
+from .datasets.canonical import manifest_sha256, read_manifest
+from .datasets.errors import ManifestMismatchError
+from .predictions import PredictionShapeError, PredictionSet, preview, read_predictions
+from .results import Results
+
+#: Scored when ``metrics`` is not given (lesion-level recall joins once it exists).
+DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd")
+
+
+class GroundTruthMismatchError(ManifestMismatchError):
+    """The ground truth about to be scored differs from the dataset's manifest."""
+
+
+def evaluate(
+    preds: Any,
+    dataset: str | None = None,
+    *,
+    split: str | None = None,
+    targets: Any = None,
+    spacing: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+    num_classes: int | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    convention: engine.Convention = engine.DEFAULT_CONVENTION,
+    empty: engine.EmptyPolicy | None = None,
+    percentile: float = 95.0,
+    tolerance: float = 2.0,
+    device: str = "auto",
+    batch_size: int = 16,
+    resize: Literal["nearest"] | None = None,
+    verify_ground_truth: bool = True,
+    progress: bool = True,
+) -> Results:
+    """Score predictions against a dataset's canonical ground truth (or the caller's own).
+
+    Parameters
+    ----------
+    preds
+        A dict ``case_id -> array``, a folder or zip of files named by case id (PNG, GIF, BMP, TIFF,
+        NPY, NPZ, NIfTI; the dataset's own mask names work too), an array/tensor ``[N, H, W]`` in the
+        split's order (sorted case ids), scores ``[N, C, H, W]`` (argmax; one channel: > 0.5), or a
+        ``datasets.Dataset`` with ``case_id`` and ``mask`` columns.
+    dataset
+        A registered dataset (``medseg-eval datasets list``), built or mirrored locally.
+    split
+        Default: the dataset's test split (e.g. ``"test"``; ``"validation"`` for Kvasir-SEG).
+    targets, spacing, num_classes
+        Instead of ``dataset``: the ground truth in any form ``preds`` accepts, the pixel size
+        ``(sy, sx)`` (or one per case id), and the number of classes with background (default:
+        the largest label found + 1).
+    metrics, convention, empty, percentile, tolerance
+        As in :func:`medseg_eval.metrics.compute`.
+    device
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
+    batch_size
+        Cases of one shape scored together.
+    resize
+        ``"nearest"`` resizes predictions of another size to the ground truth's; default: an error.
+    verify_ground_truth
+        Check every ground-truth mask against the manifest's sha256 first (default). Turning it
+        off is recorded in the provenance.
+
+    Raises
+    ------
+    MissingCasesError, UnknownCasesError, PredictionShapeError, PredictionLabelError, PredictionFormatError
+        On bad predictions, before anything is scored; each names the cases.
+    GroundTruthMismatchError
+        When the ground truth differs from the manifest (names the cases).
+
+    Examples
+    --------
+    >>> import numpy as np, medseg_eval
+    >>> gt = {"case1": np.pad(np.ones((4, 4), np.uint8), 2), "case2": np.pad(np.ones((2, 6), np.uint8), 3)}
+    >>> pred = {"case1": np.pad(np.ones((4, 5), np.uint8), ((2, 2), (2, 1))), "case2": gt["case2"]}
+    >>> res = medseg_eval.evaluate(pred, targets=gt, metrics=["dice", "hd95"], progress=False)
+    >>> res.per_case.filter(metric="dice").select("case_id", "value").rows()
+    [('case1', 0.8888888888888888), ('case2', 1.0)]
+    """
+    if (dataset is None) == (targets is None):
+        raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
+    engine_metrics = list(metrics)
+    engine.compute(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8), engine_metrics,
+                   convention=convention, percentile=percentile, tolerance=tolerance)  # checks the options now
+    if resize not in (None, "nearest"):
+        raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
+    provenance: dict[str, Any] = {}
+    if dataset is not None:
+        truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, progress)
+        spec = get_spec(dataset)
+        predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names),
+                                       match=spec.match_file(sorted(truth)))
+    else:
+        truth, class_names, provenance = _own_truth(targets, spacing, num_classes, preds)
+        predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names))
+    _check_shapes(predictions, truth, resize)
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
+    per_case, counts = _score(predictions, truth, class_names, engine_metrics, dev, batch_size, progress,
+                              dict(convention=convention, percentile=percentile, tolerance=tolerance, empty=empty))
+    from . import __version__
+
+    provenance.update({
+        "package": "medseg_eval", "package_version": __version__, "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "device": str(dev),
+        "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "metrics": engine_metrics, "convention": convention,
+        "convention_reproduces": engine.CONVENTION_SPECS[convention].reference,
+        "empty_policy": (empty or engine.EmptyPolicy()).as_dict(), "percentile": percentile, "tolerance": tolerance,
+        "lesion_metrics": None, "resize": resize, "prediction_rules": predictions.rules,
+        "predictions_source": predictions.source, "predictions_sha256": predictions.sha256,
+        "num_cases": len(truth), "classes": list(class_names),
+    })
+    return Results(per_case, counts, provenance)
+
+
+def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
+    spec = get_spec(name)
+    split = spec.check_split(split or spec.test_split)
+    ds = load_dataset(spec.name, split=split)
+    columns = ["case_id", "mask", "spacing"] + (["roi"] if "roi" in ds.column_names else [])
+    truth = {}
+    for row in ds.select_columns(columns):
+        mask = np.asarray(row["mask"])
+        truth[row["case_id"]] = (mask, tuple(row["spacing"]), np.asarray(row["roi"]).astype(bool) if "roi" in row else None)
+    shipped = shipped_manifest(spec.name)
+    manifest = shipped if shipped is not None else read_manifest(canonical_dir(spec.name) / "manifest.csv")
+    if verify:
+        expected = dict(zip(manifest["case_id"], manifest["mask_sha256"]))
+        wrong = sorted(c for c, (mask, _, _) in truth.items() if expected.get(c) != mask_sha256(mask))
+        if wrong:
+            raise GroundTruthMismatchError(
+                spec.name, mismatched=wrong,
+                hint=f"The ground truth in use is not the canonical one; rebuild it (medseg-eval datasets build "
+                     f"{spec.name} ...) or pass verify_ground_truth=False to score it anyway (recorded).")
+    provenance = {
+        "dataset": spec.name, "split": split, "dataset_builder_version": spec.builder_version,
+        "dataset_revision": spec.hub_revision or f"local build, builder v{spec.builder_version}",
+        "manifest_sha256": manifest_sha256(manifest), "manifest_pinned": shipped is not None,
+        "ground_truth_verified": verify, "spacing_unit": spec.spacing_unit,
+        "roi": spec.roi,
+    }
+    return truth, list(spec.classes), provenance
+
+
+def _own_truth(targets: Any, spacing, num_classes: int | None, preds: Any):
+    if isinstance(targets, Mapping):
+        ids = sorted(map(str, targets))
+    elif isinstance(targets, (str, Path)):
+        from .predictions import SUFFIXES, _COMMON_SUFFIXES
+
+        files = [p for p in Path(targets).rglob("*") if any(p.name.lower().endswith(s) for s in SUFFIXES)]
+        ids = sorted({_COMMON_SUFFIXES.sub("", p.name[: -len(next(s for s in SUFFIXES if p.name.lower().endswith(s)))])
+                      for p in files})
+    elif hasattr(targets, "column_names"):
+        ids = sorted(targets["case_id"])
+    else:
+        ids = [str(i) for i in range(len(targets))]
+    if num_classes is None:
+        read = read_predictions(targets, ids, num_classes=256, name="targets")
+        num_classes = max(2, max(int(m.max(initial=0)) for m in read.masks.values()) + 1)
+        inferred = True
+    else:
+        inferred = False
+    read = read_predictions(targets, ids, num_classes=num_classes, name="targets")
+    def spacing_of(case_id: str) -> tuple[float, float]:
+        if spacing is None:
+            return (1.0, 1.0)
+        return tuple(spacing[case_id]) if isinstance(spacing, Mapping) else tuple(spacing)
+
+    truth = {c: (m, spacing_of(c), None) for c, m in read.masks.items()}
+    provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": read.source,
+                  "num_classes_inferred": inferred, "spacing_unit": "as given" if spacing is not None else "pixel"}
+    return truth, [str(c) for c in range(num_classes)], provenance
+
+
+def _check_shapes(predictions: PredictionSet, truth: dict, resize: str | None) -> None:
+    wrong = sorted(c for c, m in predictions.masks.items() if m.shape != truth[c][0].shape)
+    if not wrong:
+        return
+    if resize is None:
+        examples = ", ".join(f"{c} ({predictions.masks[c].shape[0]}x{predictions.masks[c].shape[1]} vs "
+                             f"{truth[c][0].shape[0]}x{truth[c][0].shape[1]})" for c in wrong[:3])
+        raise PredictionShapeError(
+            f"{len(wrong)} prediction(s) differ in size from their ground truth: {examples}"
+            f"{', ...' if len(wrong) > 3 else ''}. Ground truth is scored at its canonical resolution: predict at "
+            'that size, or pass resize="nearest" to resize the predictions (recorded).')
+    from PIL import Image
+
+    for c in wrong:
+        h, w = truth[c][0].shape
+        predictions.masks[c] = np.asarray(Image.fromarray(predictions.masks[c]).resize((w, h), Image.NEAREST))
+    predictions.rules["resize"] = f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"
+
+
+def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metrics: list[str], device: torch.device,
+           batch_size: int, progress: bool, options: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from tqdm.auto import tqdm
+
+    by_shape: dict[tuple, list[str]] = defaultdict(list)
+    for case_id in sorted(truth):
+        has_roi = truth[case_id][2] is not None
+        by_shape[(truth[case_id][0].shape, has_roi)].append(case_id)
+    num_classes = len(class_names)
+    names = metrics + list(engine.COUNTS)
+    values: dict[str, dict[str, np.ndarray]] = {}
+    batches = [(key, ids[i:i + batch_size]) for key, ids in by_shape.items() for i in range(0, len(ids), batch_size)]
+    for (_, has_roi), ids in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
+        pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
+        target = torch.from_numpy(np.stack([truth[c][0] for c in ids])).to(device)
+        roi = torch.from_numpy(np.stack([truth[c][2] for c in ids])).to(device) if has_roi else None
+        spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64)
+        out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
+        for i, case_id in enumerate(ids):
+            values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
+    rows, count_rows = [], []
+    for case_id in sorted(values):
+        v = values[case_id]
+        for k in range(num_classes - 1):
+            tp, fp, fn, tn = (float(v[m][k]) for m in engine.COUNTS)
+            flags = {"pred_empty": tp + fp == 0, "target_empty": tp + fn == 0}
+            for m in metrics:
+                rows.append({"case_id": case_id, "class": class_names[k + 1], "class_id": k + 1, "metric": m,
+                             "value": float(v[m][k]), **flags})
+            count_rows.append({"case_id": case_id, "class": class_names[k + 1], "class_id": k + 1,
+                               "tp": tp, "fp": fp, "fn": fn, "tn": tn})
+    schema = {"case_id": pl.String, "class": pl.String, "class_id": pl.Int64, "metric": pl.String, "value": pl.Float64,
+              "pred_empty": pl.Boolean, "target_empty": pl.Boolean}
+    count_schema = {"case_id": pl.String, "class": pl.String, "class_id": pl.Int64, "tp": pl.Float64, "fp": pl.Float64,
+                    "fn": pl.Float64, "tn": pl.Float64}
+    return pl.DataFrame(rows, schema=schema), pl.DataFrame(count_rows, schema=count_schema)

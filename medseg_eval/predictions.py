@@ -1,0 +1,270 @@
+"""Read predictions in any common form into one integer label map per case id.
+
+Accepted: a dict ``case_id -> array``; a folder or a zip of files named by case id (PNG, GIF, BMP,
+TIFF, NPY, NPZ, NIfTI), with or without the dataset's suffixes; an array or tensor ``[N, H, W]`` in
+the split's order (sorted case ids); probabilities or logits ``[N, C, H, W]`` or ``[C, H, W]`` per
+case; a Hugging Face dataset with ``case_id`` and ``mask`` columns. Every conversion that changes
+values (argmax, threshold, {0, 255} -> {0, 1}) is recorded in :class:`PredictionSet.rules`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import tempfile
+import zipfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+#: File types read from a folder or zip (JPEG is refused: lossy compression changes labels).
+SUFFIXES = (".png", ".gif", ".bmp", ".tif", ".tiff", ".npy", ".npz", ".nii.gz", ".nii")
+# Suffixes people append to a case id when saving a mask; stripped when matching file names.
+_COMMON_SUFFIXES = re.compile(r"(_(pred|prediction|mask|seg|segmentation|label|labels|gt))+$", re.IGNORECASE)
+
+
+class PredictionError(ValueError):
+    """Base class of every error about predictions (or user-given targets)."""
+
+
+class MissingCasesError(PredictionError):
+    """Cases of the split have no prediction."""
+
+
+class UnknownCasesError(PredictionError):
+    """Predictions for case ids the split does not have."""
+
+
+class PredictionShapeError(PredictionError):
+    """A prediction's size differs from its ground truth's, or its array has an unusable shape."""
+
+
+class PredictionLabelError(PredictionError):
+    """A prediction holds values that are not class ids (negative, too large, fractional, NaN)."""
+
+
+class PredictionFormatError(PredictionError):
+    """A prediction file cannot be read, or the input type is not one of the accepted forms."""
+
+
+def preview(ids: Sequence[str], shown: int = 5) -> str:
+    """``a, b, c, ... (N in all)``: a few ids and the count."""
+    ids = list(ids)
+    head = ", ".join(ids[:shown])
+    return f"{head}, ... ({len(ids)} in all)" if len(ids) > shown else head
+
+
+@dataclass
+class PredictionSet:
+    """Label maps by case id, with the rules applied to get them and a hash of what was read."""
+
+    masks: dict[str, np.ndarray]
+    rules: dict[str, str] = field(default_factory=dict)
+    sha256: str = ""
+    source: str = ""
+
+
+def read_predictions(preds: Any, case_ids: Sequence[str], *, num_classes: int,
+                     match: Callable[[str], str | None] | None = None, name: str = "predictions") -> PredictionSet:
+    """Read ``preds`` into label maps for exactly ``case_ids``.
+
+    Parameters
+    ----------
+    preds
+        Any accepted form (see the module docstring).
+    case_ids
+        The split's case ids, in its order (what an ``[N, H, W]`` array is matched against).
+    num_classes
+        Classes including background; decides argmax vs threshold and the {0, 255} rule.
+    match
+        Maps a file stem to a case id (the dataset's naming rule); ``None``: exact ids, or ids
+        followed by a common suffix such as ``_pred`` or ``_mask``.
+
+    Raises
+    ------
+    MissingCasesError, UnknownCasesError, PredictionShapeError, PredictionLabelError, PredictionFormatError
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = read_predictions({"a": np.array([[0, 255]]), "b": np.zeros((1, 2))}, ["a", "b"], num_classes=2)
+    >>> p.masks["a"].tolist(), p.rules
+    ([[0, 1]], {'values_0_255': 'binary masks saved as {0, 255} read as {0, 1}'})
+    """
+    rules: dict[str, str] = {}
+    if isinstance(preds, (str, Path)):
+        path = Path(preds).expanduser()
+        if path.is_file() and zipfile.is_zipfile(path):
+            with tempfile.TemporaryDirectory(prefix="medseg-eval-preds-") as tmp:
+                with zipfile.ZipFile(path) as z:
+                    z.extractall(tmp)
+                raw = _read_folder(Path(tmp), case_ids, match, name)
+        elif path.is_dir():
+            raw = _read_folder(path, case_ids, match, name)
+        else:
+            raise PredictionFormatError(f"{name}: {path} is neither a folder nor a zip file of predictions.")
+        source = str(path)
+    elif isinstance(preds, Mapping):
+        raw, source = {str(k): v for k, v in preds.items()}, "dict"
+    elif _is_hf_dataset(preds):
+        missing = {"case_id", "mask"} - set(preds.column_names)
+        if missing:
+            raise PredictionFormatError(f"{name}: the dataset needs columns case_id and mask; it lacks {sorted(missing)}.")
+        raw, source = dict(zip(preds["case_id"], preds["mask"])), "datasets.Dataset"
+    elif _is_array(preds):
+        array = _to_numpy(preds, name)
+        if array.shape[0] != len(case_ids) or array.ndim not in (3, 4):
+            raise PredictionShapeError(
+                f"{name}: an array must be [N, H, W] labels or [N, C, H, W] scores with N = {len(case_ids)} cases "
+                f"of the split, in its order (sorted case ids: {preview(case_ids, 3)}); got shape {array.shape}.")
+        raw, source = dict(zip(case_ids, array)), f"array{list(array.shape)}"
+        rules["order"] = "array rows matched to the split's case ids in sorted order"
+    else:
+        raise PredictionFormatError(
+            f"{name}: cannot read a {type(preds).__name__}; give a dict case_id -> array, a folder or zip of files, "
+            "an array [N, H, W] / [N, C, H, W], or a datasets.Dataset with case_id and mask columns.")
+
+    check_ids(raw, case_ids, name)
+    digest = hashlib.sha256()
+    masks = {}
+    for case_id in sorted(raw):
+        masks[case_id] = to_labels(raw[case_id], case_id, num_classes, rules, name)
+        digest.update(f"{case_id}\n{masks[case_id].shape}\n".encode())
+        digest.update(np.ascontiguousarray(masks[case_id], dtype=np.uint8 if num_classes <= 256 else np.int64).tobytes())
+    return PredictionSet(masks, rules, digest.hexdigest(), source)
+
+
+def check_ids(found: Mapping[str, Any], case_ids: Sequence[str], name: str) -> None:
+    """Raise unless ``found`` has exactly the ids ``case_ids`` (missing ones first)."""
+    expected = set(case_ids)
+    missing = sorted(expected - set(found))
+    if missing:
+        raise MissingCasesError(
+            f"{name}: {len(missing)} of {len(expected)} cases have no prediction: {preview(missing)}. Every case of "
+            "the split is scored; predict them all (or score a different split).")
+    unknown = sorted(set(found) - expected)
+    if unknown:
+        raise UnknownCasesError(
+            f"{name}: {len(unknown)} prediction(s) for case ids the split does not have: {preview(unknown)}. "
+            f"The split's ids look like {preview(sorted(expected), 3)}; check the split and the file names.")
+
+
+def to_labels(value: Any, case_id: str, num_classes: int, rules: dict[str, str], name: str) -> np.ndarray:
+    """One prediction (labels ``[H, W]`` or scores ``[C, H, W]``) as an integer label map ``[H, W]``."""
+    array = _to_numpy(value, f"{name} for {case_id}")
+    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
+        raise PredictionShapeError(f"{name} for {case_id}: an RGB image {array.shape}; save label maps as one "
+                                   "channel of class ids.")
+    if array.dtype == np.bool_:
+        array = array.astype(np.uint8)
+    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
+        raise PredictionLabelError(f"{name} for {case_id}: holds NaN; fix the model output before scoring.")
+    if array.ndim == 3:
+        if array.shape[0] == 1:
+            rules["threshold"] = "one-channel scores: foreground where > 0.5"
+            array = (array[0] > 0.5).astype(np.uint8)
+        else:
+            if array.shape[0] != num_classes:
+                raise PredictionShapeError(f"{name} for {case_id}: {array.shape[0]} score channels, but the dataset "
+                                           f"has {num_classes} classes.")
+            rules["argmax"] = "class scores [C, H, W]: argmax over C"
+            array = array.argmax(0)
+    if array.ndim != 2:
+        raise PredictionShapeError(f"{name} for {case_id}: expected labels [H, W] or scores [C, H, W], got {array.shape}.")
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.array_equal(array, np.round(array)):
+            raise PredictionLabelError(
+                f"{name} for {case_id}: fractional values (e.g. {array[array != np.round(array)].flat[0]:.3g}); "
+                "give class ids, or probabilities as [C, H, W] / [N, C, H, W] so the rule is explicit.")
+    elif not np.issubdtype(array.dtype, np.integer):
+        raise PredictionLabelError(f"{name} for {case_id}: dtype {array.dtype} holds no class ids.")
+    values = np.unique(array)
+    if num_classes == 2 and values.size and values.max() == 255 and set(values.tolist()) <= {0, 255}:
+        rules["values_0_255"] = "binary masks saved as {0, 255} read as {0, 1}"
+        array = array == 255
+    elif values.size and (values.min() < 0 or values.max() >= num_classes):
+        bad = [int(v) for v in values if v < 0 or v >= num_classes]
+        raise PredictionLabelError(
+            f"{name} for {case_id}: values {bad[:5]} are not class ids 0..{num_classes - 1}. "
+            + ("A binary mask saved as {0, 255} is accepted; other scalings are not." if num_classes == 2 else ""))
+    return np.ascontiguousarray(array, dtype=np.uint8 if num_classes <= 256 else np.int64)
+
+
+def read_file(path: Path) -> np.ndarray:
+    """One prediction file as an array (images as stored: palette indices, grey levels)."""
+    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            return np.load(path, allow_pickle=False)
+        if suffix == ".npz":
+            with np.load(path, allow_pickle=False) as data:
+                if len(data.files) != 1:
+                    raise PredictionFormatError(f"{path}: an .npz prediction must hold one array, it holds {data.files}.")
+                return data[data.files[0]]
+        if suffix in (".nii", ".nii.gz"):
+            import nibabel as nib
+
+            data = np.asarray(nib.load(path).dataobj)
+            return (data.reshape(data.shape[:2]) if data.ndim == 3 and data.shape[2] == 1 else data).T
+        from PIL import Image
+
+        with Image.open(path) as image:
+            if image.mode == "P":
+                return np.asarray(image)  # palette indices are the labels
+            if image.mode in ("RGB", "RGBA"):
+                rgb = np.asarray(image)
+                if (rgb[..., :3] == rgb[..., :1]).all():
+                    return rgb[..., 0]  # grey saved as RGB
+                return rgb
+            return np.asarray(image)
+    except PredictionFormatError:
+        raise
+    except Exception as err:  # any reader's failure on a damaged file
+        raise PredictionFormatError(f"cannot read prediction {path}: {err}.") from err
+
+
+def _read_folder(folder: Path, case_ids: Sequence[str], match: Callable[[str], str | None] | None,
+                 name: str) -> dict[str, np.ndarray]:
+    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
+             and "__MACOSX" not in p.parts]
+    lossy = [p.name for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
+    if lossy:
+        raise PredictionFormatError(f"{name}: JPEG files ({preview(lossy, 3)}) change labels through lossy compression; "
+                                    "save predictions as PNG (or NPY).")
+    readable = [p for p in files if any(p.name.lower().endswith(s) for s in SUFFIXES)]
+    known = set(case_ids)
+    found: dict[str, Path] = {}
+    for path in readable:
+        stem = path.name[: -len(next(s for s in SUFFIXES if path.name.lower().endswith(s)))]
+        case_id = stem if stem in known else (match(stem) if match else None) or _COMMON_SUFFIXES.sub("", stem)
+        if case_id in found:
+            raise UnknownCasesError(f"{name}: {found[case_id].name} and {path.name} are both predictions for case "
+                                    f"{case_id}; keep one.")
+        found[case_id] = path
+    return {case_id: read_file(path) for case_id, path in found.items()}
+
+
+def _is_hf_dataset(x: Any) -> bool:
+    return type(x).__module__.startswith("datasets.") and hasattr(x, "column_names")
+
+
+def _is_array(x: Any) -> bool:
+    return isinstance(x, np.ndarray) or type(x).__module__.startswith("torch")
+
+
+def _to_numpy(value: Any, name: str) -> np.ndarray:
+    if type(value).__module__.startswith("torch"):
+        value = value.detach().cpu().numpy()
+    elif type(value).__module__.startswith("PIL."):
+        value = np.asarray(value)
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception as err:
+            raise PredictionFormatError(f"{name}: cannot turn a {type(value).__name__} into an array ({err}).") from err
+    if value.dtype == object or not (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.number)):
+        raise PredictionFormatError(f"{name}: expected numbers, got dtype {value.dtype}.")
+    return value

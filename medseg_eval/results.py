@@ -1,0 +1,164 @@
+"""Results: the per-case table and the provenance that produced it; summaries with bootstrap CIs; save / load."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ._atomic import atomic_directory
+
+#: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
+POOLED = {"dice": lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn), "iou": lambda tp, fp, fn: tp / (tp + fp + fn)}
+_FILES = ("per_case.parquet", "counts.parquet", "provenance.json")
+
+
+@dataclass
+class Results:
+    """What :func:`medseg_eval.evaluate` returns.
+
+    Attributes
+    ----------
+    per_case
+        Long table, one row per case x class x metric: ``case_id, class, class_id, metric, value,
+        pred_empty, target_empty``.
+    counts
+        Pixel counts per case x class (``tp, fp, fn, tn``), from which pooled Dice and IoU come.
+    provenance
+        Everything that decided the numbers: package and torch versions, dataset, revision and
+        manifest hash, split, convention, empty-mask policy, rules applied to the predictions,
+        device, time, sha256 of the predictions.
+    """
+
+    per_case: pl.DataFrame
+    counts: pl.DataFrame
+    provenance: dict[str, Any]
+
+    def wide(self) -> pl.DataFrame:
+        """One row per case x class, one column per metric.
+
+        Examples
+        --------
+        >>> import medseg_eval, numpy as np
+        >>> gt = {"a": np.eye(8, dtype=np.uint8), "b": np.ones((8, 8), np.uint8)}
+        >>> res = medseg_eval.evaluate(gt, targets=gt, metrics=["dice", "hd95"], progress=False)
+        >>> res.wide().columns
+        ['case_id', 'class', 'class_id', 'dice', 'hd95']
+        """
+        return (self.per_case.pivot(on="metric", index=["case_id", "class", "class_id"], values="value")
+                .sort("case_id", "class_id"))
+
+    def summary(self, *, confidence: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pl.DataFrame:
+        """Per metric and class: mean, sd, median, IQR and a seeded percentile-bootstrap CI of the mean.
+
+        Cases are resampled with replacement ``n_boot`` times (the same resamples for every metric).
+        NaN values (a ``"nan"`` empty-mask policy) are left out and counted in ``n_nan``. Dice and
+        IoU also get a row ``aggregate="pooled"``: the metric of the pixel counts summed over all
+        cases (the founding study's "mDice"), with its bootstrap CI.
+
+        Examples
+        --------
+        >>> import medseg_eval, numpy as np
+        >>> gt = {f"c{i}": np.pad(np.ones((4, 4), np.uint8), i + 1) for i in range(5)}
+        >>> res = medseg_eval.evaluate(gt, targets=gt, metrics=["dice"], progress=False)
+        >>> res.summary().select("metric", "aggregate", "mean", "ci_low", "ci_high").rows()
+        [('dice', 'mean', 1.0, 1.0, 1.0), ('dice', 'pooled', 1.0, 1.0, 1.0)]
+        """
+        if not 0 < confidence < 1:
+            raise ValueError(f"`confidence` must lie in (0, 1), got {confidence}.")
+        case_ids = sorted(self.per_case["case_id"].unique().to_list())
+        index = {c: i for i, c in enumerate(case_ids)}
+        rng = np.random.default_rng(seed)
+        resamples = rng.integers(0, len(case_ids), (n_boot, len(case_ids)))
+        lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+        rows = []
+        metrics = list(dict.fromkeys(self.per_case["metric"].to_list()))
+        classes = self.per_case.select("class_id", "class").unique().sort("class_id").rows()
+        for metric in metrics:
+            for class_id, name in classes:
+                part = self.per_case.filter((pl.col("metric") == metric) & (pl.col("class_id") == class_id))
+                values = np.full(len(case_ids), np.nan)
+                values[[index[c] for c in part["case_id"]]] = part["value"].to_numpy()
+                ok = ~np.isnan(values)
+                kept = values[ok]
+                boot = _nanmean_rows(values[resamples])
+                rows.append({
+                    "metric": metric, "class": name, "class_id": class_id, "aggregate": "mean", "n": int(ok.sum()),
+                    "n_nan": int((~ok).sum()), "mean": _f(kept.mean()) if kept.size else None,
+                    "sd": _f(kept.std(ddof=1)) if kept.size > 1 else None,
+                    "median": _f(np.median(kept)) if kept.size else None,
+                    "q1": _f(np.percentile(kept, 25)) if kept.size else None,
+                    "q3": _f(np.percentile(kept, 75)) if kept.size else None,
+                    "ci_low": _f(np.nanpercentile(boot, lo)) if kept.size else None,
+                    "ci_high": _f(np.nanpercentile(boot, hi)) if kept.size else None,
+                })
+                if metric in POOLED:
+                    counts = self.counts.filter(pl.col("class_id") == class_id)
+                    tp, fp, fn = (np.zeros(len(case_ids)) for _ in range(3))
+                    for array, column in ((tp, "tp"), (fp, "fp"), (fn, "fn")):
+                        array[[index[c] for c in counts["case_id"]]] = counts[column].to_numpy()
+                    pooled = _pooled(metric, tp.sum(), fp.sum(), fn.sum())
+                    boot = np.array([_pooled(metric, tp[r].sum(), fp[r].sum(), fn[r].sum()) for r in resamples])
+                    rows.append({
+                        "metric": metric, "class": name, "class_id": class_id, "aggregate": "pooled",
+                        "n": len(case_ids), "n_nan": 0, "mean": _f(pooled), "sd": None, "median": None, "q1": None,
+                        "q3": None, "ci_low": _f(np.nanpercentile(boot, lo)), "ci_high": _f(np.nanpercentile(boot, hi)),
+                    })
+        return pl.DataFrame(rows, schema={
+            "metric": pl.String, "class": pl.String, "class_id": pl.Int64, "aggregate": pl.String, "n": pl.Int64,
+            "n_nan": pl.Int64, "mean": pl.Float64, "sd": pl.Float64, "median": pl.Float64, "q1": pl.Float64,
+            "q3": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
+        })
+
+    def save(self, path: str | Path) -> Path:
+        """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.
+
+        The folder is replaced as a whole only once every file is written; a crash leaves the
+        previous results intact.
+        """
+        path = Path(path)
+        with atomic_directory(path) as staging:
+            self.per_case.write_parquet(staging / "per_case.parquet")
+            self.counts.write_parquet(staging / "counts.parquet")
+            (staging / "provenance.json").write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Results:
+        """Read results written by :meth:`save`.
+
+        Examples
+        --------
+        >>> import medseg_eval, numpy as np, tempfile
+        >>> gt = {"a": np.eye(6, dtype=np.uint8)}
+        >>> res = medseg_eval.evaluate(gt, targets=gt, metrics=["dice"], progress=False)
+        >>> again = Results.load(res.save(tempfile.mkdtemp() + "/run"))
+        >>> again.per_case.equals(res.per_case) and again.provenance == res.provenance
+        True
+        """
+        path = Path(path)
+        missing = [f for f in _FILES if not (path / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{path} is not a saved Results folder (missing {', '.join(missing)}).")
+        return cls(pl.read_parquet(path / "per_case.parquet"), pl.read_parquet(path / "counts.parquet"),
+                   json.loads((path / "provenance.json").read_text()))
+
+
+def _pooled(metric: str, tp: float, fp: float, fn: float) -> float:
+    return POOLED[metric](tp, fp, fn) if tp + fp + fn > 0 else 1.0  # nothing anywhere: perfect, as per case
+
+
+def _nanmean_rows(x: np.ndarray) -> np.ndarray:
+    ok = ~np.isnan(x)
+    count = ok.sum(1)
+    return np.where(count > 0, np.where(ok, x, 0).sum(1) / np.maximum(count, 1), np.nan)
+
+
+def _f(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x

@@ -6,7 +6,6 @@ import datetime as dt
 import platform
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -18,7 +17,7 @@ from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
 from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
-from .predictions import PredictionShapeError, PredictionSet, preview, read_predictions
+from .predictions import PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
 #: Scored when ``metrics`` is not given (lesion-level recall joins once it exists).
@@ -107,7 +106,7 @@ def evaluate(
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names),
                                        match=spec.match_file(sorted(truth)))
     else:
-        truth, class_names, provenance = _own_truth(targets, spacing, num_classes, preds)
+        truth, class_names, provenance = _own_truth(targets, spacing, num_classes)
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names))
     _check_shapes(predictions, truth, resize)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
@@ -158,26 +157,13 @@ def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
     return truth, list(spec.classes), provenance
 
 
-def _own_truth(targets: Any, spacing, num_classes: int | None, preds: Any):
-    if isinstance(targets, Mapping):
-        ids = sorted(map(str, targets))
-    elif isinstance(targets, (str, Path)):
-        from .predictions import SUFFIXES, _COMMON_SUFFIXES
+def _own_truth(targets: Any, spacing, num_classes: int | None):
+    inferred = num_classes is None
+    if inferred:
+        found = read_predictions(targets, None, num_classes=256, name="targets")
+        num_classes = max(2, max(int(m.max(initial=0)) for m in found.masks.values()) + 1)
+    read = read_predictions(targets, None, num_classes=num_classes, name="targets")
 
-        files = [p for p in Path(targets).rglob("*") if any(p.name.lower().endswith(s) for s in SUFFIXES)]
-        ids = sorted({_COMMON_SUFFIXES.sub("", p.name[: -len(next(s for s in SUFFIXES if p.name.lower().endswith(s)))])
-                      for p in files})
-    elif hasattr(targets, "column_names"):
-        ids = sorted(targets["case_id"])
-    else:
-        ids = [str(i) for i in range(len(targets))]
-    if num_classes is None:
-        read = read_predictions(targets, ids, num_classes=256, name="targets")
-        num_classes = max(2, max(int(m.max(initial=0)) for m in read.masks.values()) + 1)
-        inferred = True
-    else:
-        inferred = False
-    read = read_predictions(targets, ids, num_classes=num_classes, name="targets")
     def spacing_of(case_id: str) -> tuple[float, float]:
         if spacing is None:
             return (1.0, 1.0)

@@ -67,7 +67,7 @@ class PredictionSet:
     source: str = ""
 
 
-def read_predictions(preds: Any, case_ids: Sequence[str], *, num_classes: int,
+def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes: int,
                      match: Callable[[str], str | None] | None = None, name: str = "predictions") -> PredictionSet:
     """Read ``preds`` into label maps for exactly ``case_ids``.
 
@@ -76,7 +76,8 @@ def read_predictions(preds: Any, case_ids: Sequence[str], *, num_classes: int,
     preds
         Any accepted form (see the module docstring).
     case_ids
-        The split's case ids, in its order (what an ``[N, H, W]`` array is matched against).
+        The split's case ids, in its order (what an ``[N, H, W]`` array is matched against);
+        ``None`` takes the ids found (an array's rows become ``"0"``, ``"1"``, ...).
     num_classes
         Classes including background; decides argmax vs threshold and the {0, 255} rule.
     match
@@ -116,6 +117,8 @@ def read_predictions(preds: Any, case_ids: Sequence[str], *, num_classes: int,
         raw, source = dict(zip(preds["case_id"], preds["mask"])), "datasets.Dataset"
     elif _is_array(preds):
         array = _to_numpy(preds, name)
+        if case_ids is None:
+            case_ids = [str(i) for i in range(len(array))]
         if array.shape[0] != len(case_ids) or array.ndim not in (3, 4):
             raise PredictionShapeError(
                 f"{name}: an array must be [N, H, W] labels or [N, C, H, W] scores with N = {len(case_ids)} cases "
@@ -127,7 +130,8 @@ def read_predictions(preds: Any, case_ids: Sequence[str], *, num_classes: int,
             f"{name}: cannot read a {type(preds).__name__}; give a dict case_id -> array, a folder or zip of files, "
             "an array [N, H, W] / [N, C, H, W], or a datasets.Dataset with case_id and mask columns.")
 
-    check_ids(raw, case_ids, name)
+    if case_ids is not None:
+        check_ids(raw, case_ids, name)
     digest = hashlib.sha256()
     masks = {}
     for case_id in sorted(raw):
@@ -226,7 +230,7 @@ def read_file(path: Path) -> np.ndarray:
         raise PredictionFormatError(f"cannot read prediction {path}: {err}.") from err
 
 
-def _read_folder(folder: Path, case_ids: Sequence[str], match: Callable[[str], str | None] | None,
+def _read_folder(folder: Path, case_ids: Sequence[str] | None, match: Callable[[str], str | None] | None,
                  name: str) -> dict[str, np.ndarray]:
     files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
              and "__MACOSX" not in p.parts]
@@ -235,7 +239,7 @@ def _read_folder(folder: Path, case_ids: Sequence[str], match: Callable[[str], s
         raise PredictionFormatError(f"{name}: JPEG files ({preview(lossy, 3)}) change labels through lossy compression; "
                                     "save predictions as PNG (or NPY).")
     readable = [p for p in files if any(p.name.lower().endswith(s) for s in SUFFIXES)]
-    known = set(case_ids)
+    known = set(case_ids or ())
     found: dict[str, Path] = {}
     for path in readable:
         stem = path.name[: -len(next(s for s in SUFFIXES if path.name.lower().endswith(s)))]

@@ -6,14 +6,12 @@ Skips with the reason where the shared data is absent (a user's clone); CI has i
 from __future__ import annotations
 
 import hashlib
-import io
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
@@ -33,6 +31,7 @@ from medseg_eval.datasets import (
     verify,
 )
 
+from .canonical_edit import flip_mask_pixel
 from .real_data import ROOT, require
 
 ROOT_REPO = Path(__file__).resolve().parents[1]
@@ -107,16 +106,7 @@ def test_shipped_manifest_follows_the_documented_split_rule(name):
 def test_tampered_copy_fails_verify_naming_the_case(at_real_home, tmp_path, capsys):
     copy = tmp_path / "drive"
     shutil.copytree(canonical_dir("drive"), copy)
-    shard = next((copy / "data").glob("test-*"))
-    table = pq.read_table(shard)
-    rows = table.to_pylist()
-    target = next(r for r in rows if r["case_id"] == "07_test")
-    mask = np.asarray(Image.open(io.BytesIO(target["mask"]["bytes"]))).copy()
-    mask[100, 100] ^= 1
-    buffer = io.BytesIO()
-    Image.fromarray(mask).save(buffer, format="PNG")
-    target["mask"]["bytes"] = buffer.getvalue()
-    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    flip_mask_pixel(copy, "test", "07_test", 100, 100)
     report = verify("drive", folder=copy, progress=False)
     assert report.mismatched == ["07_test"] and not report.ok
 

@@ -9,9 +9,17 @@ relative difference between the two sets of numbers (it must be ~0).
 where the reference timings quoted in the issue were measured. ``--data drive`` uses real masks: DRIVE's 20 test images, the second observer scored
 against the first inside the field of view (both masked by it, for every library alike).
 
+``--lesions`` times the lesion metrics instead (lesion recall, precision, F1, false-positive
+objects): 512x512 cases with 1-30 lesions of radii 1-40 px, against the tests' slow, obvious
+reference (skimage labels, Python loops over lesions and objects; on the first 10 cases) and
+against skimage's labelling with the matching done by ``np.bincount`` (what a careful user
+writes); then the worst cases for component labelling (a serpentine and a spiral filling the
+image) against ``skimage.measure.label``.
+
 Run from the repository root::
 
     python -m benchmarks.metrics_speed --cases 200
+    python -m benchmarks.metrics_speed --lesions --cases 200
     python -m benchmarks.metrics_speed --data drive
     python -m benchmarks.metrics_speed --cases 1000 --batch 1000 --device cuda --skip-references
 """
@@ -25,8 +33,8 @@ import time
 import numpy as np
 import torch
 
-from medseg_eval import metrics
 from benchmarks.baseline_cases import baseline_cases
+from medseg_eval import metrics
 from tests.cases import Case, random_cases
 
 NAMES = ["dice", "hausdorff", "hd95", "assd", "nsd"]
@@ -68,6 +76,104 @@ def _time_reference(convention: str, cases) -> tuple[float, dict]:
     return elapsed, {m: np.asarray(v) for m, v in values.items()}
 
 
+def lesion_cases(count: int, size: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truths with 1-30 disc lesions (radii 1-40 px) and predictions that find, miss and invent some."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    pred = np.zeros((count, size, size), np.uint8)
+    target = np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        for _ in range(int(rng.integers(1, 31))):
+            r = float(np.exp(rng.uniform(0, np.log(40))))
+            cy, cx = rng.uniform(0, size, 2)
+            target[i][(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = 1
+            if rng.random() < 0.7:
+                r2, dy, dx = r * rng.uniform(0.6, 1.3), *rng.normal(0, 2, 2)
+                pred[i][(yy - cy - dy) ** 2 + (xx - cx - dx) ** 2 <= r2 * r2] = 1
+        for _ in range(int(rng.integers(0, 6))):
+            y, x = rng.integers(0, size - 8, 2)
+            pred[i, y:y + 6, x:x + 6] = 1
+    return pred, target
+
+
+def _skimage_lesions(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Lesion recall, precision, F1 and false-positive objects per case with skimage labels and NumPy."""
+    from skimage.measure import label
+
+    out = np.zeros((len(pred), 4))
+    for i, (p, t) in enumerate(zip(pred, target)):
+        lesions, objects = label(t > 0, connectivity=2), label(p > 0, connectivity=2)
+        n_les, n_obj = lesions.max(), objects.max()
+        both = (p > 0) & (t > 0)
+        detected = np.count_nonzero(np.bincount(lesions[both], minlength=n_les + 1)[1:])
+        hits = np.count_nonzero(np.bincount(objects[both], minlength=n_obj + 1)[1:])
+        recall = detected / n_les if n_les else float(n_obj == 0)
+        precision = hits / n_obj if n_obj else float(n_les == 0)
+        f1 = 2 * recall * precision / (recall + precision) if recall + precision else 0.0
+        out[i] = recall, precision, f1, n_obj - hits
+    return out
+
+
+def lesion_benchmark(args: argparse.Namespace) -> None:
+    from skimage.measure import label
+
+    from tests.test_metrics_lesions import snake, spiral
+
+    pred_np, target_np = lesion_cases(args.cases, args.size)
+    pred = torch.from_numpy(pred_np).to(args.device)
+    target = torch.from_numpy(target_np).to(args.device)
+    names = list(metrics.LESION_METRICS)
+
+    def ours() -> np.ndarray:
+        parts = [metrics.compute(pred[i:i + args.batch], target[i:i + args.batch], names)
+                 for i in range(0, len(pred), args.batch)]
+        return np.stack([torch.cat([p[m] for p in parts])[:, 0].cpu().numpy() for m in names], 1)
+
+    device = torch.cuda.get_device_name() if pred.is_cuda else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"{args.cases} cases of {args.size}x{args.size} with 1-30 lesions; torch {torch.__version__} on {device}")
+    ours_s, values = _best_of(ours, args.repeats, pred.is_cuda)
+    line = f"lesion metrics   medseg_eval {args.cases / ours_s:8.1f} cases/s"
+    print(line)
+    if not args.skip_references:
+        from tests.lesion_reference import reference_lesions
+
+        few = min(10, args.cases)
+        start = time.perf_counter()
+        _, counts = reference_lesions(pred_np[:few], target_np[:few], 2)
+        slow_s = (time.perf_counter() - start) * args.cases / few
+        recall = np.array([d / n if n else float(o == 0) for (n, d, o, _) in (counts[i, 1] for i in range(few))])
+        print(f"slow reference   skimage + loops  {args.cases / slow_s:8.2f} cases/s   ours / it {slow_s / ours_s:7.1f}x   "
+              f"max abs diff {np.abs(values[:few, 0] - recall).max():.1e}")
+        start = time.perf_counter()
+        reference = _skimage_lesions(pred_np, target_np)
+        ref_s = time.perf_counter() - start
+        print(f"fast reference   skimage + NumPy  {args.cases / ref_s:8.1f} cases/s   ours / it {ref_s / ours_s:7.1f}x   "
+              f"max abs diff {np.abs(values - reference).max():.1e}")
+    for name, mask in (("serpentine", snake(args.size, args.size)), ("spiral", spiral(args.size - 1))):
+        batch = torch.from_numpy(mask)[None].to(args.device)
+        seconds, labels = _best_of(lambda: metrics.label_components(batch)[0].cpu().numpy(), args.repeats, batch.is_cuda)
+        start = time.perf_counter()
+        expected = label(mask, connectivity=2)
+        ref_s = time.perf_counter() - start
+        assert (labels == expected).all()
+        print(f"worst case {name:<11} one component of {int(mask.sum())} px: label_components {seconds * 1e3:7.1f} ms, "
+              f"skimage.measure.label {ref_s * 1e3:6.1f} ms")
+
+
+def _best_of(run, repeats: int, cuda: bool):
+    result = run()  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        if cuda:
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        result = run()
+        if cuda:
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", choices=["synthetic", "baseline", "drive"], default="synthetic")
@@ -77,7 +183,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-references", action="store_true", help="time medseg_eval only (e.g. on a GPU)")
+    parser.add_argument("--lesions", action="store_true", help="time the lesion metrics and component labelling")
     args = parser.parse_args()
+    if args.lesions:
+        lesion_benchmark(args)
+        return
 
     if args.data == "drive":
         from tests.real_data import drive_test_pairs

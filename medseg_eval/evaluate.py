@@ -20,8 +20,8 @@ from .datasets.errors import ManifestMismatchError
 from .predictions import PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
-#: Scored when ``metrics`` is not given (lesion-level recall joins once it exists).
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd")
+#: Scored when ``metrics`` is not given.
+DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd", "lesion_recall")
 
 
 class GroundTruthMismatchError(ManifestMismatchError):
@@ -41,6 +41,7 @@ def evaluate(
     empty: engine.EmptyPolicy | None = None,
     percentile: float = 95.0,
     tolerance: float = 2.0,
+    lesions: engine.LesionCriteria | None = None,
     device: str = "auto",
     batch_size: int = 16,
     resize: Literal["nearest"] | None = None,
@@ -64,8 +65,9 @@ def evaluate(
         Instead of ``dataset``: the ground truth in any form ``preds`` accepts, the pixel size
         ``(sy, sx)`` (or one per case id), and the number of classes with background (default:
         the largest label found + 1).
-    metrics, convention, empty, percentile, tolerance
-        As in :func:`medseg_eval.metrics.compute`.
+    metrics, convention, empty, percentile, tolerance, lesions
+        As in :func:`medseg_eval.metrics.compute`. With a lesion metric among ``metrics`` the
+        results also hold one row per ground-truth lesion (:attr:`Results.lesions`).
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     batch_size
@@ -110,8 +112,11 @@ def evaluate(
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names))
     _check_shapes(predictions, truth, resize)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    per_case, counts = _score(predictions, truth, class_names, engine_metrics, dev, batch_size, progress,
-                              dict(convention=convention, percentile=percentile, tolerance=tolerance, empty=empty))
+    lesions = engine.LesionCriteria() if lesions is None else lesions
+    with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
+    per_case, counts, lesion_rows = _score(
+        predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
+        dict(convention=convention, percentile=percentile, tolerance=tolerance, empty=empty, lesions=lesions))
     from . import __version__
 
     provenance.update({
@@ -121,11 +126,11 @@ def evaluate(
         "metrics": engine_metrics, "convention": convention,
         "convention_reproduces": engine.CONVENTION_SPECS[convention].reference,
         "empty_policy": (empty or engine.EmptyPolicy()).as_dict(), "percentile": percentile, "tolerance": tolerance,
-        "lesion_metrics": None, "resize": resize, "prediction_rules": predictions.rules,
+        "lesion_criteria": lesions.as_dict() if with_lesions else None, "resize": resize, "prediction_rules": predictions.rules,
         "predictions_source": predictions.source, "predictions_sha256": predictions.sha256,
         "num_cases": len(truth), "classes": list(class_names),
     })
-    return Results(per_case, counts, provenance)
+    return Results(per_case, counts, provenance, lesion_rows)
 
 
 def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
@@ -195,7 +200,7 @@ def _check_shapes(predictions: PredictionSet, truth: dict, resize: str | None) -
 
 
 def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metrics: list[str], device: torch.device,
-           batch_size: int, progress: bool, options: dict) -> tuple[pl.DataFrame, pl.DataFrame]:
+           batch_size: int, progress: bool, with_lesions: bool, options: dict):
     from tqdm.auto import tqdm
 
     by_shape: dict[tuple, list[str]] = defaultdict(list)
@@ -205,6 +210,7 @@ def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metr
     num_classes = len(class_names)
     names = metrics + list(engine.COUNTS)
     values: dict[str, dict[str, np.ndarray]] = {}
+    lesion_parts = []
     batches = [(key, ids[i:i + batch_size]) for key, ids in by_shape.items() for i in range(0, len(ids), batch_size)]
     for (_, has_roi), ids in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
         pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
@@ -214,6 +220,12 @@ def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metr
         out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
         for i, case_id in enumerate(ids):
             values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
+        if with_lesions:
+            criteria = options["lesions"]
+            table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity, criteria.min_overlap,
+                                            spacing, criterion=criteria.criterion,
+                                            iou_threshold=criteria.iou_threshold, roi=roi)
+            lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))
     rows, count_rows = [], []
     for case_id in sorted(values):
         v = values[case_id]
@@ -229,4 +241,11 @@ def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metr
               "pred_empty": pl.Boolean, "target_empty": pl.Boolean}
     count_schema = {"case_id": pl.String, "class": pl.String, "class_id": pl.Int64, "tp": pl.Float64, "fp": pl.Float64,
                     "fn": pl.Float64, "tn": pl.Float64}
-    return pl.DataFrame(rows, schema=schema), pl.DataFrame(count_rows, schema=count_schema)
+    lesions = None
+    if with_lesions:
+        names_of = pl.DataFrame({"class": list(range(1, num_classes)), "class_name": class_names[1:]})
+        lesions = (pl.concat(lesion_parts).rename({"class": "class_id"})
+                   .join(names_of.rename({"class": "class_id", "class_name": "class"}), on="class_id")
+                   .select("case_id", "class", "class_id", pl.exclude("case_id", "class", "class_id"))
+                   .sort("case_id", "class_id", "lesion"))
+    return pl.DataFrame(rows, schema=schema), pl.DataFrame(count_rows, schema=count_schema), lesions

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from ._atomic import atomic_directory
+from .metrics.lesions import DEFAULT_SIZE_BINS
 
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
 POOLED = {"dice": lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn), "iou": lambda tp, fp, fn: tp / (tp + fp + fn)}
@@ -31,13 +33,17 @@ class Results:
         Pixel counts per case x class (``tp, fp, fn, tn``), from which pooled Dice and IoU come.
     provenance
         Everything that decided the numbers: package and torch versions, dataset, revision and
-        manifest hash, split, convention, empty-mask policy, rules applied to the predictions,
-        device, time, sha256 of the predictions.
+        manifest hash, split, convention, empty-mask policy, lesion criteria, rules applied to the
+        predictions, device, time, sha256 of the predictions.
+    lesions
+        With lesion metrics: one row per ground-truth lesion (``case_id, class, class_id, lesion,
+        area, area_mm2, top, left, bottom, right, covered, overlap, best_iou, detected``).
     """
 
     per_case: pl.DataFrame
     counts: pl.DataFrame
     provenance: dict[str, Any]
+    lesions: pl.DataFrame | None = None
 
     def wide(self) -> pl.DataFrame:
         """One row per case x class, one column per metric.
@@ -59,7 +65,8 @@ class Results:
         Cases are resampled with replacement ``n_boot`` times (the same resamples for every metric).
         NaN values (a ``"nan"`` empty-mask policy) are left out and counted in ``n_nan``. Dice and
         IoU also get a row ``aggregate="pooled"``: the metric of the pixel counts summed over all
-        cases (the founding study's "mDice"), with its bootstrap CI.
+        cases (the founding study's "mDice"), with its bootstrap CI; lesion recall gets one too:
+        detected lesions over all lesions, each lesion counted once whatever its case.
 
         Examples
         --------
@@ -97,6 +104,21 @@ class Results:
                     "ci_low": _f(np.nanpercentile(boot, lo)) if kept.size else None,
                     "ci_high": _f(np.nanpercentile(boot, hi)) if kept.size else None,
                 })
+                if metric == "lesion_recall" and self.lesions is not None:
+                    of_class = self.lesions.filter(pl.col("class_id") == class_id)
+                    found, total = np.zeros(len(case_ids)), np.zeros(len(case_ids))
+                    per_case_counts = of_class.group_by("case_id").agg(pl.len(), pl.col("detected").sum())
+                    positions = [index[c] for c in per_case_counts["case_id"]]
+                    total[positions] = per_case_counts["len"].to_numpy()
+                    found[positions] = per_case_counts["detected"].to_numpy()
+                    boot = np.array([found[r].sum() / total[r].sum() if total[r].sum() else np.nan for r in resamples])
+                    rows.append({
+                        "metric": metric, "class": name, "class_id": class_id, "aggregate": "pooled",
+                        "n": int(total.sum()), "n_nan": 0, "mean": _f(found.sum() / total.sum()) if total.sum() else None,
+                        "sd": None, "median": None, "q1": None, "q3": None,
+                        "ci_low": _f(np.nanpercentile(boot, lo)) if total.sum() else None,
+                        "ci_high": _f(np.nanpercentile(boot, hi)) if total.sum() else None,
+                    })
                 if metric in POOLED:
                     counts = self.counts.filter(pl.col("class_id") == class_id)
                     tp, fp, fn = (np.zeros(len(case_ids)) for _ in range(3))
@@ -115,6 +137,28 @@ class Results:
             "q3": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64,
         })
 
+    def small_lesion_recall(self, size_bins: Sequence[float] = DEFAULT_SIZE_BINS, *,
+                            in_mm2: bool = False) -> pl.DataFrame:
+        """Lesion recall per size bin ``[bin_low, bin_high)`` and class, pooled over all cases.
+
+        Areas in pixels, or in squared spacing units with ``in_mm2``. An empty bin has recall NaN.
+        """
+        if self.lesions is None:
+            raise ValueError("these results hold no lesions; evaluate with a lesion metric such as 'lesion_recall'.")
+        size = "area_mm2" if in_mm2 else "area"
+        edges = [float(e) for e in size_bins]
+        rows = []
+        for class_id, name in self.lesions.select("class_id", "class").unique().sort("class_id").rows():
+            of_class = self.lesions.filter(pl.col("class_id") == class_id)
+            for low, high in zip(edges, edges[1:]):
+                in_bin = of_class.filter((pl.col(size) >= low) & (pl.col(size) < high))
+                n, hit = in_bin.height, int(in_bin["detected"].sum())
+                rows.append({"class": name, "class_id": class_id, "bin_low": low, "bin_high": high, "n_lesions": n,
+                             "n_detected": hit, "recall": hit / n if n else math.nan})
+        return pl.DataFrame(rows, schema={"class": pl.String, "class_id": pl.Int64, "bin_low": pl.Float64,
+                                          "bin_high": pl.Float64, "n_lesions": pl.Int64, "n_detected": pl.Int64,
+                                          "recall": pl.Float64})
+
     def save(self, path: str | Path) -> Path:
         """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.
 
@@ -125,6 +169,8 @@ class Results:
         with atomic_directory(path) as staging:
             self.per_case.write_parquet(staging / "per_case.parquet")
             self.counts.write_parquet(staging / "counts.parquet")
+            if self.lesions is not None:
+                self.lesions.write_parquet(staging / "lesions.parquet")
             (staging / "provenance.json").write_text(json.dumps(self.provenance, indent=2, sort_keys=True) + "\n")
         return path
 
@@ -145,8 +191,9 @@ class Results:
         missing = [f for f in _FILES if not (path / f).is_file()]
         if missing:
             raise FileNotFoundError(f"{path} is not a saved Results folder (missing {', '.join(missing)}).")
+        lesions = pl.read_parquet(path / "lesions.parquet") if (path / "lesions.parquet").is_file() else None
         return cls(pl.read_parquet(path / "per_case.parquet"), pl.read_parquet(path / "counts.parquet"),
-                   json.loads((path / "provenance.json").read_text()))
+                   json.loads((path / "provenance.json").read_text()), lesions)
 
 
 def _pooled(metric: str, tp: float, fp: float, fn: float) -> float:

@@ -141,12 +141,13 @@ def test_provenance_names_what_produced_the_numbers(baseline):
     assert len(p["manifest_sha256"]) == 64 and len(p["predictions_sha256"]) == 64
     assert p["convention"] == "surface-distance" and p["empty_policy"]["one_empty"] == "worst"
     assert p["package_version"] == medseg_eval.__version__ and p["torch_version"] == torch.__version__
-    assert {"device", "time", "resize", "prediction_rules", "lesion_metrics", "dataset_revision"} <= set(p)
+    assert {"device", "time", "resize", "prediction_rules", "dataset_revision"} <= set(p)
+    assert p["lesion_criteria"] == {"connectivity": 8, "min_overlap": 0.0, "criterion": "overlap", "iou_threshold": 0.5}
 
 
 def test_per_case_table_is_long_with_flags(baseline):
     assert {"case_id", "class", "metric", "value", "pred_empty", "target_empty"} <= set(baseline.per_case.columns)
-    assert baseline.per_case.height == 20 * 5 and set(baseline.per_case["class"]) == {"vessel"}
+    assert baseline.per_case.height == 20 * 6 and set(baseline.per_case["class"]) == {"vessel"}
 
 
 # ----------------------------------------------------------------------------- validation
@@ -263,7 +264,7 @@ def test_num_classes_is_inferred_from_the_targets_and_recorded():
 def test_results_round_trip_exactly(baseline, tmp_path):
     again = Results.load(baseline.save(tmp_path / "run"))
     assert again.per_case.equals(baseline.per_case) and again.counts.equals(baseline.counts)
-    assert again.provenance == baseline.provenance
+    assert again.provenance == baseline.provenance and again.lesions.equals(baseline.lesions)
     assert again.summary().equals(baseline.summary())
 
 
@@ -322,3 +323,27 @@ def test_demo_runs_offline_on_a_fresh_home(home, capsys):
     assert main(["demo", "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "otsu+opening" in out and "dice (pooled)" in out
+
+
+def test_lesion_rows_and_size_bins_agree_with_the_metrics_functions(baseline, observer):
+    from medseg_eval.metrics import lesion_detection, small_lesion_recall
+
+    test = ROOT / "drive" / "DRIVE" / "test"
+    gt = np.stack([(np.asarray(Image.open(test / "1st_manual" / f"{c[:2]}_manual1.gif").convert("L")) > 0) for c in CASES])
+    fov = np.stack([(np.asarray(Image.open(test / "mask" / f"{c[:2]}_test_mask.gif").convert("L")) > 0) for c in CASES])
+    pred = np.stack([observer[c] for c in CASES])
+    direct = lesion_detection(pred, gt.astype(np.uint8), roi=fov)
+    ours = baseline.lesions
+    assert ours["case_id"].to_list() == [CASES[i] for i in direct["case"]]
+    for column in ("lesion", "area", "covered", "top", "left", "bottom", "right", "detected"):
+        assert ours[column].to_list() == direct[column].to_list(), column
+    bins = [0, 10, 100, 1000, float("inf")]
+    expected = small_lesion_recall(pred, gt.astype(np.uint8), size_bins=bins, roi=fov)
+    got = baseline.small_lesion_recall(bins)
+    assert got["n_lesions"].to_list() == expected["n_lesions"].to_list()
+    assert got["n_detected"].to_list() == expected["n_detected"].to_list()
+    pooled = baseline.summary().filter((pl.col("metric") == "lesion_recall") & (pl.col("aggregate") == "pooled"))
+    assert pooled["mean"].item() == pytest.approx(direct["detected"].sum() / direct.height)
+    per_case = baseline.per_case.filter(pl.col("metric") == "lesion_recall").sort("case_id")["value"].to_list()
+    by_case = direct.group_by("case").agg(pl.col("detected").mean()).sort("case")["detected"].to_list()
+    assert per_case == pytest.approx(by_case)

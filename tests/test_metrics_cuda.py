@@ -33,3 +33,17 @@ def test_cuda_matches_cpu(convention: str, spacing) -> None:
             assert gpu[name].device.type == "cuda"
             torch.testing.assert_close(gpu[name].cpu(), values, rtol=1e-12, atol=1e-12, equal_nan=True,
                                        msg=lambda m: f"{convention} {name} {kwargs and 'roi'}: {m}")
+
+
+def test_lesion_metrics_and_components_on_cuda_match_cpu() -> None:
+    cases = random_cases(200, seed=6, shape=(96, 128))
+    pred = torch.from_numpy(np.stack([c.pred for c in cases]))
+    target = torch.from_numpy(np.stack([c.target for c in cases]))
+    names = list(metrics.LESION_METRICS)
+    for criteria in (metrics.LesionCriteria(), metrics.LesionCriteria(4, 0.5), metrics.LesionCriteria(criterion="iou")):
+        cpu = metrics.compute(pred, target, names, num_classes=4, lesions=criteria)
+        gpu = metrics.compute(pred.cuda(), target.cuda(), names, num_classes=4, lesions=criteria)
+        for name in names:
+            torch.testing.assert_close(gpu[name].cpu(), cpu[name], rtol=0, atol=0, equal_nan=True)
+    masks = target > 0
+    assert torch.equal(metrics.label_components(masks.cuda()).cpu(), metrics.label_components(masks))

@@ -18,6 +18,7 @@ from .conventions import (
     COUNTS,
     DEFAULT_CONVENTION,
     HIGHER_IS_BETTER,
+    LESION_METRICS,
     METRICS,
     Convention,
     ConventionSpec,
@@ -25,9 +26,11 @@ from .conventions import (
 )
 from .engine import DEFAULT_METRICS, compute
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
+from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_detection, small_lesion_recall
 
 __all__ = [
-    "CONVENTIONS", "CONVENTION_SPECS", "COUNTS", "DEFAULT_CONVENTION", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "METRICS",
+    "CONVENTIONS", "CONVENTION_SPECS", "COUNTS", "DEFAULT_SIZE_BINS", "LESION_METRICS", "LesionCriteria",
+    "label_components", "lesion_detection", "small_lesion_recall", "DEFAULT_CONVENTION", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "METRICS",
     "Convention", "ConventionSpec", "EmptyPolicy", "LabelError", "MetricInputError", "OptionError",
     "ShapeMismatchError", "SpacingError", "assd", "compute", "dice", "hausdorff", "hd95", "iou", "masd", "nsd",
     "precision", "recall", "specificity",

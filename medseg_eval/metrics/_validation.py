@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .conventions import CONVENTIONS, COUNTS, METRIC_ALIASES, METRICS
+from .conventions import CONVENTIONS, COUNTS, LESION_METRICS, METRIC_ALIASES, METRICS
 
 
 class MetricInputError(ValueError):
@@ -153,9 +153,11 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
 def check_options(metrics: Sequence[str], convention: str, percentile: float, tolerance: float) -> None:
     if isinstance(metrics, str):
         raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got the string {metrics!r}.")
-    unknown = [m for m in metrics if m not in METRICS and m not in METRIC_ALIASES and m not in COUNTS]
+    known = set(METRICS) | set(METRIC_ALIASES) | set(LESION_METRICS) | set(COUNTS)
+    unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise OptionError(f"Unknown metric(s) {unknown}; choose from {list(METRICS)} (or the counts {list(COUNTS)}).")
+        raise OptionError(f"Unknown metric(s) {unknown}; choose from {list(METRICS) + list(LESION_METRICS)} "
+                          f"(or the counts {list(COUNTS)}).")
     if convention not in CONVENTIONS:
         raise OptionError(f"Unknown convention {convention!r}; choose from {list(CONVENTIONS)}.")
     if not (isinstance(percentile, (int, float)) and 0 <= percentile <= 100):

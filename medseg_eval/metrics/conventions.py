@@ -52,13 +52,16 @@ DEFAULT_CONVENTION: Convention = "surface-distance"
 OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity")
 DISTANCE_METRICS: tuple[str, ...] = ("hausdorff", "hd95", "assd", "masd", "nsd")
 METRICS: tuple[str, ...] = OVERLAP_METRICS + DISTANCE_METRICS
+#: Lesion-level metrics (see :mod:`medseg_eval.metrics.lesions`): per case, lesions found as connected
+#: components; ``fp_objects`` counts predicted objects that touch no lesion.
+LESION_METRICS: tuple[str, ...] = ("lesion_recall", "lesion_precision", "lesion_f1", "fp_objects")
 #: Pixel counts :func:`~medseg_eval.metrics.compute` also returns on request: the sufficient
 #: statistics of the overlap metrics, summed over cases for pooled (dataset-level) Dice and IoU.
 COUNTS: tuple[str, ...] = ("tp", "fp", "fn", "tn")
 #: Other accepted names: ``"hd"`` is the Hausdorff distance.
 METRIC_ALIASES: dict[str, str] = {"hd": "hausdorff"}
 #: Metrics where a larger value is better; the others (distances) are better when smaller.
-HIGHER_IS_BETTER: frozenset[str] = frozenset(OVERLAP_METRICS + ("nsd",))
+HIGHER_IS_BETTER: frozenset[str] = frozenset(OVERLAP_METRICS + ("nsd", "lesion_recall", "lesion_precision", "lesion_f1"))
 
 
 @dataclass(frozen=True)

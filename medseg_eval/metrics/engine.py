@@ -19,11 +19,13 @@ from .conventions import (
     COUNTS,
     DEFAULT_CONVENTION,
     DISTANCE_METRICS,
+    LESION_METRICS,
     METRIC_ALIASES,
     OVERLAP_METRICS,
     Convention,
     EmptyPolicy,
 )
+from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import confusion_counts, overlap_metric
 from .surface import apply_empty_policy, distance_metric, surface_distances
 
@@ -47,6 +49,7 @@ def compute(
     percentile: float = 95.0,
     tolerance: float = 2.0,
     empty: EmptyPolicy | None = None,
+    lesions: LesionCriteria | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute several metrics at once, finding boundaries and distances once for all of them.
 
@@ -57,7 +60,8 @@ def compute(
         arrays; bool, any integer dtype, or floats holding whole numbers. 0 is background.
     metrics
         Names from ``dice, iou, precision, recall, specificity, hausdorff`` (or ``hd``), ``hd95,
-        assd, masd, nsd``; also the pixel counts ``tp, fp, fn, tn`` (``tn`` inside the ROI).
+        assd, masd, nsd``, the lesion metrics ``lesion_recall, lesion_precision, lesion_f1,
+        fp_objects``, and the pixel counts ``tp, fp, fn, tn`` (``tn`` inside the ROI).
     num_classes
         Number of classes including background; results cover classes ``1..num_classes-1``.
     spacing
@@ -75,6 +79,9 @@ def compute(
         NSD tolerance in spacing units (default 2).
     empty
         :class:`EmptyPolicy` for empty predictions / ground truths; default ``EmptyPolicy()``.
+    lesions
+        :class:`~medseg_eval.metrics.lesions.LesionCriteria` of the lesion metrics (``lesion_recall,
+        lesion_precision, lesion_f1, fp_objects``); default ``LesionCriteria()`` (8-connected, any overlap).
 
     Returns
     -------
@@ -101,6 +108,7 @@ def compute(
     metrics = list(dict.fromkeys(METRIC_ALIASES.get(m, m) for m in requested))
     num_classes = check_num_classes(num_classes)
     empty = EmptyPolicy() if empty is None else empty
+    lesions = LesionCriteria() if lesions is None else lesions
     pred_t = as_label_tensor(pred, "pred", num_classes)
     target_t = as_label_tensor(target, "target", num_classes)
     check_same_shape(pred_t, target_t)
@@ -145,7 +153,7 @@ def compute(
             results = _compute_crops(
                 pred_t.flatten().take(window), target_t.flatten().take(window),
                 None if roi_t is None else roi_t.flatten().take(window), counted[cases], spacing_t[cases],
-                (height, width), metrics, num_classes, convention, percentile, tolerance, empty,
+                (height, width), metrics, num_classes, convention, percentile, tolerance, empty, lesions,
             )
             for m, values in results.items():
                 out[m][cases] = values
@@ -193,6 +201,7 @@ def _compute_crops(
     percentile: float,
     tolerance: float,
     empty: EmptyPolicy,
+    lesions: LesionCriteria,
 ) -> dict[str, torch.Tensor]:
     """Every requested metric for a batch of equally sized crops ``[B, h, w]``."""
     out: dict[str, torch.Tensor] = {}
@@ -213,6 +222,10 @@ def _compute_crops(
                 out[m] = overlap_metric(m, counts, empty)
             elif m in COUNTS:
                 out[m] = getattr(counts, m)
+    if any(m in LESION_METRICS for m in metrics):
+        # The crop holds all foreground of both masks, so components are those of the whole image.
+        ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
+        out.update({m: ratios[m] for m in metrics if m in LESION_METRICS})
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
     if wanted:
         # Cases x classes become N independent image pairs, row n = case * k + class.

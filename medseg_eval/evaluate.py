@@ -17,6 +17,7 @@ from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
 from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
+from .metrics._validation import check_options
 from .predictions import PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
@@ -97,8 +98,7 @@ def evaluate(
     if (dataset is None) == (targets is None):
         raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
     engine_metrics = list(metrics)
-    engine.compute(np.zeros((1, 1, 1), np.uint8), np.zeros((1, 1, 1), np.uint8), engine_metrics,
-                   convention=convention, percentile=percentile, tolerance=tolerance)  # checks the options now
+    check_options(engine_metrics, convention, percentile, tolerance)  # before any file is read
     if resize not in (None, "nearest"):
         raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
     provenance: dict[str, Any] = {}

@@ -13,7 +13,7 @@ import numpy as np
 import polars as pl
 
 from ._atomic import atomic_directory
-from .metrics.lesions import DEFAULT_SIZE_BINS
+from .metrics.lesions import DEFAULT_SIZE_BINS, recall_by_size
 
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
 POOLED = {"dice": lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn), "iou": lambda tp, fp, fn: tp / (tp + fp + fn)}
@@ -145,19 +145,10 @@ class Results:
         """
         if self.lesions is None:
             raise ValueError("these results hold no lesions; evaluate with a lesion metric such as 'lesion_recall'.")
-        size = "area_mm2" if in_mm2 else "area"
-        edges = [float(e) for e in size_bins]
-        rows = []
-        for class_id, name in self.lesions.select("class_id", "class").unique().sort("class_id").rows():
-            of_class = self.lesions.filter(pl.col("class_id") == class_id)
-            for low, high in zip(edges, edges[1:]):
-                in_bin = of_class.filter((pl.col(size) >= low) & (pl.col(size) < high))
-                n, hit = in_bin.height, int(in_bin["detected"].sum())
-                rows.append({"class": name, "class_id": class_id, "bin_low": low, "bin_high": high, "n_lesions": n,
-                             "n_detected": hit, "recall": hit / n if n else math.nan})
-        return pl.DataFrame(rows, schema={"class": pl.String, "class_id": pl.Int64, "bin_low": pl.Float64,
-                                          "bin_high": pl.Float64, "n_lesions": pl.Int64, "n_detected": pl.Int64,
-                                          "recall": pl.Float64})
+        classes = self.lesions.select("class_id", "class").unique().sort("class_id")
+        out = recall_by_size(self.lesions, size_bins, size="area_mm2" if in_mm2 else "area",
+                             classes=classes["class_id"].to_list(), class_column="class_id")
+        return out.join(classes, on="class_id").select("class", pl.exclude("class"))
 
     def save(self, path: str | Path) -> Path:
         """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.

@@ -363,21 +363,32 @@ def small_lesion_recall(pred, target, num_classes: int = 2, size_bins: Sequence[
     """
     import polars as pl
 
+    table = lesion_detection(pred, target, num_classes, connectivity, min_overlap, spacing, criterion=criterion,
+                             iou_threshold=iou_threshold, roi=roi)
+    out = recall_by_size(table, size_bins, size="area_mm2" if spacing is not None else "area",
+                         classes=range(1, num_classes))
+    return out.with_columns(unit=pl.lit("spacing units^2" if spacing is not None else "pixels"))
+
+
+def recall_by_size(lesions, size_bins: Sequence[float], *, size: str, classes: Sequence, class_column: str = "class"):
+    """Detected / total lesions per class and size bin ``[bin_low, bin_high)`` of a per-lesion table.
+
+    Every class of ``classes`` gets every bin, so that an empty bin shows ``n_lesions = 0`` and
+    recall NaN rather than disappearing.
+    """
+    import polars as pl
+
     edges = [float(e) for e in size_bins]
     if len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])) or edges[0] < 0:
         raise ValueError(f"`size_bins` must be at least two increasing edges >= 0, but got {list(size_bins)}.")
-    table = lesion_detection(pred, target, num_classes, connectivity, min_overlap, spacing, criterion=criterion,
-                             iou_threshold=iou_threshold, roi=roi)
-    size = "area_mm2" if spacing is not None else "area"
     rows = []
-    for cls in range(1, num_classes):
-        of_class = table.filter(pl.col("class") == cls)
+    for cls in classes:
+        of_class = lesions.filter(pl.col(class_column) == cls)
         for low, high in zip(edges, edges[1:]):
             in_bin = of_class.filter((pl.col(size) >= low) & (pl.col(size) < high))
             n, hit = in_bin.height, int(in_bin["detected"].sum())
-            rows.append({"class": cls, "bin_low": low, "bin_high": high, "n_lesions": n, "n_detected": hit,
-                         "recall": hit / n if n else math.nan,
-                         "unit": "spacing units^2" if spacing is not None else "pixels"})
-    return pl.DataFrame(rows, schema={"class": pl.Int64, "bin_low": pl.Float64, "bin_high": pl.Float64,
-                                      "n_lesions": pl.Int64, "n_detected": pl.Int64, "recall": pl.Float64,
-                                      "unit": pl.String})
+            rows.append({class_column: cls, "bin_low": low, "bin_high": high, "n_lesions": n, "n_detected": hit,
+                         "recall": hit / n if n else math.nan})
+    return pl.DataFrame(rows, schema={class_column: lesions.schema[class_column], "bin_low": pl.Float64,
+                                      "bin_high": pl.Float64, "n_lesions": pl.Int64, "n_detected": pl.Int64,
+                                      "recall": pl.Float64})

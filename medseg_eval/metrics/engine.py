@@ -26,7 +26,7 @@ from .conventions import (
     EmptyPolicy,
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
-from .overlap import confusion_counts, overlap_metric
+from .overlap import class_masks, confusion_counts, overlap_metric
 from .surface import apply_empty_policy, distance_metric, surface_distances
 
 #: The metric set :func:`compute` returns when none is named.
@@ -117,6 +117,24 @@ def compute(
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
     spacing_t = as_spacing(spacing, batch).to(pred_t.device)
 
+    k = num_classes - 1
+    out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
+    lesion_names = [m for m in metrics if m in LESION_METRICS]
+    if lesion_names:
+        # Component labelling costs per foreground pixel, not per pixel of the image, so lesions are
+        # found on whole images in large chunks: cropping would only add passes.
+        on_cpu = pred_t.device.type == "cpu"
+        per_chunk = max(1, (_CPU_PIXELS_PER_CHUNK if on_cpu else _GPU_PIXELS_PER_CHUNK) // (height * width * k))
+        for cases in torch.arange(batch, device=pred_t.device).split(per_chunk):
+            pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases],
+                                                   None if roi_t is None else roi_t[cases], num_classes)
+            ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
+            for m in lesion_names:
+                out[m][cases] = ratios[m]
+        metrics = [m for m in metrics if m not in LESION_METRICS]
+    if not metrics:
+        return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
+
     counted = (torch.full((batch,), height * width, device=pred_t.device) if roi_t is None
                else roi_t.flatten(1).sum(1))
     if pred_t.device.type == "cpu":
@@ -140,8 +158,6 @@ def compute(
         crop_w = torch.full_like(top, width)
         pixels_per_chunk = _GPU_PIXELS_PER_CHUNK
 
-    k = num_classes - 1
-    out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
     groups = torch.stack([crop_h, crop_w], 1)
     for ch, cw in groups.unique(dim=0).tolist():
         members = ((crop_h == ch) & (crop_w == cw)).nonzero().flatten()
@@ -153,7 +169,7 @@ def compute(
             results = _compute_crops(
                 pred_t.flatten().take(window), target_t.flatten().take(window),
                 None if roi_t is None else roi_t.flatten().take(window), counted[cases], spacing_t[cases],
-                (height, width), metrics, num_classes, convention, percentile, tolerance, empty, lesions,
+                (height, width), metrics, num_classes, convention, percentile, tolerance, empty,
             )
             for m, values in results.items():
                 out[m][cases] = values
@@ -201,20 +217,12 @@ def _compute_crops(
     percentile: float,
     tolerance: float,
     empty: EmptyPolicy,
-    lesions: LesionCriteria,
 ) -> dict[str, torch.Tensor]:
     """Every requested metric for a batch of equally sized crops ``[B, h, w]``."""
     out: dict[str, torch.Tensor] = {}
     batch = pred.shape[0]
     k = num_classes - 1
-    # Compare in the masks' own dtype (no widening copy) when every class id fits in it.
-    dtype = pred.dtype if num_classes - 1 <= torch.iinfo(pred.dtype).max else torch.int64
-    classes = torch.arange(1, num_classes, device=pred.device, dtype=dtype).view(1, k, 1, 1)
-    pred_masks = pred.unsqueeze(1) == classes
-    target_masks = target.unsqueeze(1) == classes
-    if roi is not None:
-        pred_masks &= roi.unsqueeze(1)
-        target_masks &= roi.unsqueeze(1)
+    pred_masks, target_masks = class_masks(pred, target, roi, num_classes)
     if any(m in OVERLAP_METRICS or m in COUNTS for m in metrics):
         counts = confusion_counts(pred_masks, target_masks, counted)
         for m in metrics:
@@ -222,10 +230,6 @@ def _compute_crops(
                 out[m] = overlap_metric(m, counts, empty)
             elif m in COUNTS:
                 out[m] = getattr(counts, m)
-    if any(m in LESION_METRICS for m in metrics):
-        # The crop holds all foreground of both masks, so components are those of the whole image.
-        ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
-        out.update({m: ratios[m] for m in metrics if m in LESION_METRICS})
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
     if wanted:
         # Cases x classes become N independent image pairs, row n = case * k + class.

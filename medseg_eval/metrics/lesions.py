@@ -24,7 +24,9 @@ from typing import Literal
 
 import torch
 
+from ._validation import as_label_tensor, as_roi, as_spacing, check_num_classes, check_same_shape
 from .conventions import EmptyPolicy
+from .overlap import class_masks
 
 #: Size bins (pixels) of :func:`small_lesion_recall` when none are given.
 DEFAULT_SIZE_BINS: tuple[float, ...] = (0.0, 64.0, 256.0, 1024.0, math.inf)
@@ -62,7 +64,7 @@ class LesionCriteria:
 
 
 def _edges(mask: torch.Tensor, connectivity: int, foreground: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of neighbouring foreground pixels (right, down and, for 8-connectivity, both diagonals down).
+    """Pairs of foreground pixels in neighbouring rows (down and, for 8-connectivity, both diagonals down).
 
     Pixels are numbered by their position in ``foreground`` (sorted flat indices), so nothing of
     the image's full size is allocated beyond the mask itself.
@@ -71,28 +73,33 @@ def _edges(mask: torch.Tensor, connectivity: int, foreground: torch.Tensor) -> t
     flat = mask.flatten()
     row, col = (foreground // w) % h, foreground % w
     sources, targets = [], []
-    for dy, dx in [(0, 1), (1, 0)] + ([(1, 1), (1, -1)] if connectivity == 8 else []):
-        inside = (row < h - dy) & (col < w - dx if dx > 0 else col >= -dx)
+    for dx in (0, 1, -1) if connectivity == 8 else (0,):
+        inside = (row < h - 1) & (col < w - dx if dx > 0 else col >= -dx)
         here = inside.nonzero().flatten()
-        neighbour = foreground[here] + dy * w + dx
+        neighbour = foreground[here] + w + dx
         both = flat[neighbour]
         sources.append(here[both])
-        # The right neighbour of a foreground pixel, when foreground, is the next one in flat order.
-        targets.append(here[both] + 1 if dy == 0 else torch.searchsorted(foreground, neighbour[both]))
+        targets.append(torch.searchsorted(foreground, neighbour[both]))
     return torch.cat(sources), torch.cat(targets)
 
 
 def _component_roots(mask: torch.Tensor, connectivity: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Union-find over a bool batch ``[B, H, W]``: (foreground flat indices, root of each of them).
 
-    Works on the foreground pixels and their neighbour pairs only. Each round hooks, for every
-    pair in two trees, the larger root onto the smaller (a scatter-min), then jumps every pixel to
-    its root; pairs inside one tree are dropped; it stops when none is left. A component's root is
-    its smallest flat index, i.e. its first pixel in row-major order.
+    Horizontal runs are joined first, in one pass (each pixel points at its run's first pixel).
+    Then each round hooks, for every pair of pixels in neighbouring rows that lie in two trees,
+    the larger root onto the smaller (a scatter-min), and jumps every pixel to its root; pairs
+    inside one tree are dropped; it stops when none is left. A component's root is its smallest
+    flat index, i.e. its first pixel in row-major order.
     """
+    w = mask.shape[-1]
     foreground = mask.flatten().nonzero().flatten()
+    position = torch.arange(foreground.numel(), device=mask.device)
+    starts_run = torch.ones_like(position, dtype=torch.bool)
+    starts_run[1:] = (foreground[1:] != foreground[:-1] + 1) | (foreground[1:] % w == 0)
+    parent = torch.cummax(torch.where(starts_run, position, 0), 0).values
     u, v = _edges(mask, connectivity, foreground)
-    parent = torch.arange(foreground.numel(), device=mask.device)
+    u, v = parent[u], parent[v]
     while u.numel():
         ru, rv = parent[u], parent[v]
         parent.scatter_reduce_(0, torch.maximum(ru, rv), torch.minimum(ru, rv), reduce="amin")
@@ -275,19 +282,12 @@ def lesion_ratios(counts: dict[str, torch.Tensor], empty: EmptyPolicy) -> dict[s
 
 
 def _class_masks(pred, target, num_classes: int, roi) -> tuple[torch.Tensor, torch.Tensor]:
-    from ._validation import as_label_tensor, as_roi, check_num_classes, check_same_shape
 
     num_classes = check_num_classes(num_classes)
     pred_t = as_label_tensor(pred, "pred", num_classes)
     target_t = as_label_tensor(target, "target", num_classes).to(pred_t.device)
     check_same_shape(pred_t, target_t)
-    classes = torch.arange(1, num_classes, device=pred_t.device).view(1, -1, 1, 1)
-    pred_masks, target_masks = pred_t.unsqueeze(1).long() == classes, target_t.unsqueeze(1).long() == classes
-    roi_t = as_roi(roi, pred_t.shape, pred_t.device)
-    if roi_t is not None:
-        pred_masks &= roi_t.unsqueeze(1)
-        target_masks &= roi_t.unsqueeze(1)
-    return pred_masks, target_masks
+    return class_masks(pred_t, target_t, as_roi(roi, pred_t.shape, pred_t.device), num_classes)
 
 
 def lesion_detection(pred, target, num_classes: int = 2, connectivity: int = 8, min_overlap: float = 0.0,
@@ -321,8 +321,6 @@ def lesion_detection(pred, target, num_classes: int = 2, connectivity: int = 8, 
     [(1, 4, 0.0, False), (2, 9, 0.4444444444444444, True)]
     """
     import polars as pl
-
-    from ._validation import as_spacing
 
     criteria = LesionCriteria(connectivity, min_overlap, criterion, iou_threshold)
     pred_masks, target_masks = _class_masks(pred, target, num_classes, roi)

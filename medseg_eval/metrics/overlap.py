@@ -26,6 +26,26 @@ class ConfusionCounts:
     tn: torch.Tensor
 
 
+def class_masks(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None,
+                num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """One bool mask per foreground class, ``[B, K, H, W]``, restricted to the region of interest.
+
+    Examples
+    --------
+    >>> p, t = class_masks(torch.tensor([[[0, 2]]]), torch.tensor([[[1, 2]]]), None, 3)
+    >>> p.tolist(), t.tolist()
+    ([[[[False, False]], [[False, True]]]], [[[[True, False]], [[False, True]]]])
+    """
+    # Compare in the maps' own dtype (no widening copy) when every class id fits in it.
+    dtype = pred.dtype if num_classes - 1 <= torch.iinfo(pred.dtype).max else torch.int64
+    classes = torch.arange(1, num_classes, device=pred.device, dtype=dtype).view(1, -1, 1, 1)
+    pred_masks, target_masks = pred.unsqueeze(1) == classes, target.unsqueeze(1) == classes
+    if roi is not None:
+        pred_masks &= roi.unsqueeze(1)
+        target_masks &= roi.unsqueeze(1)
+    return pred_masks, target_masks
+
+
 def confusion_counts(pred: torch.Tensor, target: torch.Tensor, counted: torch.Tensor) -> ConfusionCounts:
     """Count true/false positives/negatives per case and class from one-hot masks.
 

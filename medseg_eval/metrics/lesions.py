@@ -63,55 +63,59 @@ class LesionCriteria:
         return asdict(self)
 
 
-def _edges(mask: torch.Tensor, connectivity: int, foreground: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pairs of foreground pixels in neighbouring rows (down and, for 8-connectivity, both diagonals down).
+def _run_edges(run_start: torch.Tensor, run_end: torch.Tensor, h: int, w: int,
+               connectivity: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pairs of horizontal runs that touch across neighbouring rows of one image.
 
-    Pixels are numbered by their position in ``foreground`` (sorted flat indices), so nothing of
-    the image's full size is allocated beyond the mask itself.
+    Runs are given by the flat indices of their first and last pixels, in flat order. A run
+    touches the runs of the next row whose columns overlap its own, widened by one on each side
+    for 8-connectivity; those form one contiguous range of runs, found by two binary searches.
     """
-    _, h, w = mask.shape
-    flat = mask.flatten()
-    row, col = (foreground // w) % h, foreground % w
-    sources, targets = [], []
-    for dx in (0, 1, -1) if connectivity == 8 else (0,):
-        inside = (row < h - 1) & (col < w - dx if dx > 0 else col >= -dx)
-        here = inside.nonzero().flatten()
-        neighbour = foreground[here] + w + dx
-        both = flat[neighbour]
-        sources.append(here[both])
-        targets.append(torch.searchsorted(foreground, neighbour[both]))
-    return torch.cat(sources), torch.cat(targets)
+    line = run_start // w  # image * h + row
+    stride = w + 2  # room for the widened columns -1 and w
+    start_key = line * stride + run_start % w + 1
+    end_key = line * stride + run_end % w + 1
+    grow = 1 if connectivity == 8 else 0
+    low = (line + 1) * stride + run_start % w + 1 - grow
+    high = (line + 1) * stride + run_end % w + 1 + grow
+    first = torch.searchsorted(end_key, low)
+    last = torch.searchsorted(start_key, high, right=True) - 1
+    count = (last - first + 1).clamp(min=0) * (line % h < h - 1)
+    source = torch.repeat_interleave(torch.arange(run_start.numel(), device=run_start.device), count)
+    offset = torch.arange(source.numel(), device=run_start.device) - (count.cumsum(0) - count)[source]
+    return source, first[source] + offset
 
 
 def _component_roots(mask: torch.Tensor, connectivity: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Union-find over a bool batch ``[B, H, W]``: (foreground flat indices, root of each of them).
 
-    Horizontal runs are joined first, in one pass (each pixel points at its run's first pixel).
-    Then each round hooks, for every pair of pixels in neighbouring rows that lie in two trees,
-    the larger root onto the smaller (a scatter-min), and jumps every pixel to its root; pairs
-    inside one tree are dropped; it stops when none is left. A component's root is its smallest
-    flat index, i.e. its first pixel in row-major order.
+    The nodes are the horizontal runs of foreground pixels (found in one pass) and the edges join
+    runs that touch across neighbouring rows. Each round hooks, for every edge between two trees,
+    the larger root onto the smaller (a scatter-min), and jumps every run to its root; edges
+    inside one tree are dropped; it stops when none is left. A component's root is its run with
+    the smallest flat index, whose first pixel is the component's first pixel in row-major order.
     """
-    w = mask.shape[-1]
+    _, h, w = mask.shape
     foreground = mask.flatten().nonzero().flatten()
-    position = torch.arange(foreground.numel(), device=mask.device)
-    starts_run = torch.ones_like(position, dtype=torch.bool)
-    starts_run[1:] = (foreground[1:] != foreground[:-1] + 1) | (foreground[1:] % w == 0)
-    parent = torch.cummax(torch.where(starts_run, position, 0), 0).values
-    u, v = _edges(mask, connectivity, foreground)
-    u, v = parent[u], parent[v]
+    starts = torch.ones_like(foreground, dtype=torch.bool)
+    starts[1:] = (foreground[1:] != foreground[:-1] + 1) | (foreground[1:] % w == 0)
+    ends = torch.ones_like(starts)
+    ends[:-1] = starts[1:]
+    run_start, run_end = foreground[starts], foreground[ends]
+    u, v = _run_edges(run_start, run_end, h, w, connectivity)
+    parent = torch.arange(run_start.numel(), device=mask.device)
     while u.numel():
         ru, rv = parent[u], parent[v]
         parent.scatter_reduce_(0, torch.maximum(ru, rv), torch.minimum(ru, rv), reduce="amin")
-        while True:  # pointer jumping: every pixel straight to its root
+        while True:  # pointer jumping: every run straight to its root
             jumped = parent[parent]
             if torch.equal(jumped, parent):
                 break
             parent = jumped
         keep = parent[u] != parent[v]
         u, v = u[keep], v[keep]
-    # Positions in `foreground` follow flat order, so the smallest is the component's first pixel.
-    return foreground, foreground[parent]
+    run_of_pixel = starts.cumsum(0) - 1
+    return foreground, run_start[parent][run_of_pixel]
 
 
 def label_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:

@@ -347,3 +347,14 @@ def test_lesion_rows_and_size_bins_agree_with_the_metrics_functions(baseline, ob
     per_case = baseline.per_case.filter(pl.col("metric") == "lesion_recall").sort("case_id")["value"].to_list()
     by_case = direct.group_by("case").agg(pl.col("detected").mean()).sort("case")["detected"].to_list()
     assert per_case == pytest.approx(by_case)
+
+
+def test_lesion_outputs_need_a_lesion_metric():
+    gt = {"a": np.pad(np.ones((3, 3), np.uint8), 2)}
+    res = evaluate(gt, targets=gt, metrics=["dice"], progress=False)
+    assert res.lesions is None and res.provenance["lesion_criteria"] is None
+    with pytest.raises(ValueError, match="lesion metric"):
+        res.small_lesion_recall()
+    with_lesions = evaluate(gt, targets=gt, metrics=["dice", "lesion_f1"], spacing=(0.5, 0.5), progress=False)
+    table = with_lesions.small_lesion_recall([0, 5, 100], in_mm2=True)
+    assert table.select("n_lesions", "n_detected").rows() == [(1, 1), (0, 0)]  # 9 px = 2.25 mm^2

@@ -1,17 +1,19 @@
 """Lesion-level metrics: connected components on the device, lesion matching, small-lesion recall.
 
 Lesions are the connected components of each foreground class of the ground truth; predicted
-objects are those of the prediction. Components are labelled by union-find on tensors: every
-pixel starts as its own parent, each round hooks the root of every label onto the smallest label
-in its neighbourhood (a scatter-min) and then compresses paths by pointer jumping. Trees merge
-along whole components at once, so the number of rounds grows with the logarithm of a
-component's size, not with its length: a serpentine that plain max-pool propagation needs tens of
-thousands of iterations for takes a handful. The same code runs on CPU and CUDA.
+objects are those of the prediction. Components are labelled by union-find on tensors over the
+horizontal runs of foreground pixels: runs that touch across neighbouring rows are paired by
+binary search, then each round hooks the larger root of every pair onto the smaller (a
+scatter-min) and compresses paths by pointer jumping. Trees merge along whole components at once,
+so the number of rounds stays small however long a component is: a serpentine that plain
+max-pool propagation needs tens of thousands of iterations for takes a handful. The same code
+runs on CPU and CUDA, and costs per run of foreground, not per pixel of the image.
 
 A ground-truth lesion is *detected* when the prediction (same class) covers at least
-``min_overlap`` of its area, and at least one pixel (so the default ``0`` means any overlap); with
-``criterion="iou"`` it must instead be matched one-to-one to a predicted object with IoU >=
-``iou_threshold`` (>= 0.5, where the match is unique: panoptica's and the BraTS/ISLES style).
+``min_overlap`` of its area, and at least one pixel (so the default ``0`` means any overlap, as
+ISLES'22 counts lesions); with ``criterion="iou"`` it must instead be matched one-to-one to a
+predicted object with IoU >= ``iou_threshold`` (>= 0.5, where the match is unique; panoptica's
+rule).
 A predicted object *hits* when it touches a lesion of its class (or is matched, under IoU).
 """
 

@@ -233,11 +233,11 @@ def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metr
             tp, fp, fn, tn = (float(v[m][k]) for m in engine.COUNTS)
             flags = {"pred_empty": tp + fp == 0, "target_empty": tp + fn == 0}
             for m in metrics:
-                rows.append({"case_id": case_id, "class": class_names[k + 1], "class_id": k + 1, "metric": m,
-                             "value": float(v[m][k]), **flags})
+                rows.append({"case_id": case_id, "class": class_names[k + 1], "metric": m, "value": float(v[m][k]),
+                             "class_id": k + 1, **flags})
             count_rows.append({"case_id": case_id, "class": class_names[k + 1], "class_id": k + 1,
                                "tp": tp, "fp": fp, "fn": fn, "tn": tn})
-    schema = {"case_id": pl.String, "class": pl.String, "class_id": pl.Int64, "metric": pl.String, "value": pl.Float64,
+    schema = {"case_id": pl.String, "class": pl.String, "metric": pl.String, "value": pl.Float64, "class_id": pl.Int64,
               "pred_empty": pl.Boolean, "target_empty": pl.Boolean}
     count_schema = {"case_id": pl.String, "class": pl.String, "class_id": pl.Int64, "tp": pl.Float64, "fp": pl.Float64,
                     "fn": pl.Float64, "tn": pl.Float64}

@@ -27,7 +27,7 @@ class Results:
     Attributes
     ----------
     per_case
-        Long table, one row per case x class x metric: ``case_id, class, class_id, metric, value,
+        Long table, one row per case x class x metric: ``case_id, class, metric, value, class_id,
         pred_empty, target_empty``.
     counts
         Pixel counts per case x class (``tp, fp, fn, tn``), from which pooled Dice and IoU come.

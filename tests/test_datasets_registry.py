@@ -135,3 +135,11 @@ def test_neopolyp_colours_map_to_the_nearest_reference():
 
     rgb = np.array([[[0, 0, 0], [255, 0, 0], [0, 255, 0], [140, 30, 20], [60, 150, 40], [70, 60, 60]]], np.uint8)
     assert colours_to_labels(rgb).tolist() == [[0, 2, 1, 2, 1, 0]]
+
+
+def test_an_empty_home_variable_means_the_default_cache(monkeypatch, tmp_path):
+    from medseg_eval.datasets import home
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("MEDSEG_EVAL_HOME", "")
+    assert home() == tmp_path / ".cache" / "medseg_eval"

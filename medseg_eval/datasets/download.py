@@ -19,7 +19,8 @@ CHUNK = 2**20
 
 def home() -> Path:
     """The cache root: ``$MEDSEG_EVAL_HOME``, default ``~/.cache/medseg_eval``."""
-    return Path(os.environ.get("MEDSEG_EVAL_HOME", Path.home() / ".cache" / "medseg_eval")).expanduser()
+    # An empty variable counts as unset (a stray `MEDSEG_EVAL_HOME=` must not mean the working folder).
+    return Path(os.environ.get("MEDSEG_EVAL_HOME") or Path.home() / ".cache" / "medseg_eval").expanduser()
 
 
 def file_sha256(path: Path) -> str:

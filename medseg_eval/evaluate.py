@@ -166,7 +166,9 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
     inferred = num_classes is None
     if inferred:
         found = read_predictions(targets, None, num_classes=256, name="targets")
-        num_classes = max(2, max(int(m.max(initial=0)) for m in found.masks.values()) + 1)
+        values = set().union(*(np.unique(m).tolist() for m in found.masks.values()))
+        # Binary masks saved as {0, 255} are two classes (and are read as {0, 1}), not 256.
+        num_classes = 2 if values <= {0, 255} else max(values) + 1
     read = read_predictions(targets, None, num_classes=num_classes, name="targets")
 
     def spacing_of(case_id: str) -> tuple[float, float]:

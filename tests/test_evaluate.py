@@ -253,6 +253,16 @@ def test_own_targets_of_mixed_sizes_are_grouped_not_padded():
             assert row[m] == pytest.approx(alone[m].item(), rel=1e-12), (c, m)
 
 
+def test_binary_targets_saved_as_0_255_are_two_classes(tmp_path):
+    mask = np.pad(np.full((4, 4), 255, np.uint8), 3)
+    folder = tmp_path / "gt"
+    folder.mkdir()
+    Image.fromarray(mask).save(folder / "case1.png")
+    res = evaluate({"case1": mask // 255}, targets=folder, metrics=["dice"], progress=False)
+    assert res.per_case["class_id"].to_list() == [1] and res.per_case["value"].to_list() == [1.0]
+    assert res.provenance["num_classes_inferred"] is True
+
+
 def test_num_classes_is_inferred_from_the_targets_and_recorded():
     targets = {"a": np.array([[0, 1], [2, 2]], np.uint8)}
     res = evaluate(targets, targets=targets, metrics=["dice"], progress=False)

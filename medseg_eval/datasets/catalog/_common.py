@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..canonical import CaseRecord, image_bytes
 from ..errors import SourceFileMissingError, SourceFormatError
 
 
@@ -38,24 +39,13 @@ def require(path: Path) -> Path:
     return path
 
 
-def read_gray(path: Path) -> np.ndarray:
-    """A mask file as a uint8 grey-level array (palette and RGB masks converted by luma)."""
+def read_mask(path: Path, mode: str = "L") -> np.ndarray:
+    """A mask file as a uint8 array: grey levels (``"L"``: palette and RGB converted by luma) or ``"RGB"``."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(require(path)) as image:
-            return np.asarray(image.convert("L"))
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise SourceFormatError(f"cannot read mask {path}: {err}. Re-download the release; the file is corrupt.") from err
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    """A colour-coded mask file as a uint8 ``[H, W, 3]`` array."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(require(path)) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(image.convert(mode))
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise SourceFormatError(f"cannot read mask {path}: {err}. Re-download the release; the file is corrupt.") from err
 
@@ -63,6 +53,11 @@ def read_rgb(path: Path) -> np.ndarray:
 def binarize(gray: np.ndarray, threshold: int = 128) -> np.ndarray:
     """Foreground where the grey level is at least ``threshold`` (JPEG masks are not exactly 0/255)."""
     return (gray >= threshold).astype(np.uint8)
+
+
+def binary_case(image: Path, mask: Path) -> CaseRecord:
+    """The case of an image and its 0/255 mask (binarized at 128), named by the image's file stem."""
+    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_mask(mask)))
 
 
 def split_list(path: Path) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 from ..canonical import CaseRecord, CaseSource, image_bytes
 from ..errors import SourceFileMissingError, SourceFormatError
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_gray, require
+from ._common import binarize, find_folder, read_mask, require
 
 _IMAGE = re.compile(r"^(benign|malignant|normal) \((\d+)\)$")
 
@@ -25,7 +25,7 @@ _IMAGE = re.compile(r"^(benign|malignant|normal) \((\d+)\)$")
 def _load(image: Path, masks: list[Path]) -> CaseRecord:
     merged = None
     for path in masks:
-        mask = binarize(read_gray(path))
+        mask = binarize(read_mask(path))
         if merged is not None and mask.shape != merged.shape:
             raise SourceFormatError(f"{path.name} is {mask.shape}, but {masks[0].name} is {merged.shape}.")
         merged = mask if merged is None else np.maximum(merged, mask)

@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseSource
 from ..errors import SourceFormatError
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_gray, require
+from ._common import binary_case, find_folder, require
 
 # Last frame of each sequence 1..29, from the table on the dataset's page.
 _SEQUENCE_ENDS = (25, 50, 67, 78, 103, 126, 151, 177, 199, 205, 227, 252, 277, 297, 317, 342, 363, 383, 408,
@@ -35,10 +35,6 @@ def sequence_of(frame: int) -> int:
     return bisect.bisect_left(_SEQUENCE_ENDS, frame) + 1
 
 
-def _load(image: Path, mask: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_gray(mask)))
-
-
 def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
     base = find_folder(roots, "CVC-ClinicDB")
     originals, truths = require(base / "Original"), require(base / "Ground Truth")
@@ -46,7 +42,7 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
         if not image.stem.isdigit():
             raise SourceFormatError(f"{image}: CVC-ClinicDB frames are named <number>.tif.")
         group = f"sequence-{sequence_of(int(image.stem)):02d}"
-        yield CaseSource(image.stem, partial(_load, image, require(truths / image.name)), group=group)
+        yield CaseSource(image.stem, partial(binary_case, image, require(truths / image.name)), group=group)
 
 
 SPEC = register(DatasetSpec(

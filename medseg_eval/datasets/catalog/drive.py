@@ -14,12 +14,12 @@ from pathlib import Path
 
 from ..canonical import CaseRecord, CaseSource, image_bytes
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_gray, require
+from ._common import binarize, find_folder, read_mask, require
 
 
 def _load(image: Path, manual: Path, fov: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_gray(manual)),
-                      roi=binarize(read_gray(fov)).astype(bool))
+    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_mask(manual)),
+                      roi=binarize(read_mask(fov)).astype(bool))
 
 
 def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:

@@ -18,14 +18,14 @@ import numpy as np
 from ..canonical import CaseRecord, CaseSource, image_bytes
 from ..errors import SourceFormatError
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import find_folder, read_gray, require
+from ._common import find_folder, read_mask, require
 
 _FOLDER = "Warwick QU Dataset (Released 2016_07_08)"
 _IMAGE = re.compile(r"^(train|testA|testB)_(\d+)$")
 
 
 def _load(image: Path, annotation: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=(read_gray(annotation) > 0).astype(np.uint8))
+    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=(read_mask(annotation) > 0).astype(np.uint8))
 
 
 def _patients(grades: Path) -> dict[str, str]:

@@ -12,16 +12,12 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseSource
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_gray, require
+from ._common import binary_case, find_folder, require
 
 _BASE = "https://isic-challenge-data.s3.amazonaws.com/2018/"
 _PARTS = {"train": "Training", "validation": "Validation", "test": "Test"}
-
-
-def _load(image: Path, mask: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_gray(mask)))
 
 
 def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
@@ -30,7 +26,7 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
         masks = find_folder(roots, f"ISIC2018_Task1_{part}_GroundTruth")
         for image in sorted(images.glob("ISIC_*.jpg")):
             mask = require(masks / f"{image.stem}_segmentation.png")
-            yield CaseSource(image.stem, partial(_load, image, mask), split=split)
+            yield CaseSource(image.stem, partial(binary_case, image, mask), split=split)
 
 
 # sha256 as pinned by torch-em (constantinpape/torch-em, isic.py), not by the ISIC archive itself.

@@ -12,14 +12,10 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseSource
 from ..errors import SourceFileMissingError
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_gray, require, split_list
-
-
-def _load(image: Path, mask: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_gray(mask)))
+from ._common import binary_case, find_folder, require, split_list
 
 
 def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
@@ -34,7 +30,7 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
     if orphans:
         raise SourceFileMissingError(f"Kvasir-SEG: masks without an image in {images}: {', '.join(orphans[:5])}.")
     for image in sorted(images.glob("*.jpg")):
-        yield CaseSource(image.stem, partial(_load, image, require(masks / image.name)), split=split_of.get(image.stem))
+        yield CaseSource(image.stem, partial(binary_case, image, require(masks / image.name)), split=split_of.get(image.stem))
 
 
 SPEC = register(DatasetSpec(

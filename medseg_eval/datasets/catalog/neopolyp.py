@@ -17,7 +17,7 @@ import numpy as np
 from ..canonical import CaseRecord, CaseSource, image_bytes
 from ..errors import SourceFileMissingError
 from ..registry import DatasetSpec, SourceFile, register
-from ._common import find_folder, read_rgb, require
+from ._common import find_folder, read_mask, require
 
 # Reference colours by class id: background, non-neoplastic (green), neoplastic (red).
 COLOURS = np.array([[0, 0, 0], [0, 255, 0], [255, 0, 0]], dtype=np.int32)
@@ -36,7 +36,7 @@ def colours_to_labels(rgb: np.ndarray) -> np.ndarray:
 
 
 def _load(image: Path, mask: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=colours_to_labels(read_rgb(mask)))
+    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=colours_to_labels(read_mask(mask, "RGB")))
 
 
 def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:

@@ -1,0 +1,350 @@
+"""compare(): every statistic a paper needs to compare segmentation models, from their per-case results."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import polars as pl
+
+from .._atomic import atomic_directory
+from ..results import Results
+from .friedman import PAIRWISE_TESTS, conover, critical_difference, friedman, nemenyi
+from .multiple import adjust_p, correction_name
+from .paired import bootstrap_ci, cohen_dz, rank_biserial
+from .pairing import Blocks, MissingPolicy, ModelResults, PairedValues, PairingError, paired_values, per_case_table
+from .ranking import SCHEMES, Scheme, rank_models, rank_stability
+
+#: Provenance that must agree between the models compared on one dataset, or the numbers are not comparable.
+COMPARABLE = ("split", "manifest_sha256", "targets_sha256", "convention", "empty_policy", "percentile", "tolerance",
+              "lesion_criteria")
+
+
+@dataclass
+class Comparison:
+    """What :func:`compare` returns: polars frames, paper tables and figures.
+
+    Attributes
+    ----------
+    summary
+        Per metric, class and model: ``n, mean, sd, median, q1, q3, ci_low, ci_high`` (percentile
+        bootstrap CI of the mean), ``mean_rank`` (Friedman ranks) and ``rank`` (of the mean).
+    pairwise
+        One row per metric, class, pair of models and test: ``model_a, model_b, n, test, statistic,
+        p_value, p_adjusted, correction, significant, better`` (the model with the better mean),
+        ``mean_diff`` (``a - b``) with its bootstrap CI ``mean_diff_low/high``, ``median_diff`` with
+        ``median_diff_low/high``, ``rank_biserial`` and ``cohen_dz``. ``p_adjusted`` is corrected
+        over all pairs of one metric, class and test.
+    omnibus
+        With three or more models: Friedman's chi-square and Iman-Davenport's F with p-values, and
+        Nemenyi's critical difference at ``alpha``.
+    posthoc
+        With three or more models: Nemenyi's and Conover's all-pairs tests.
+    ranking
+        The three ranking schemes: ``scheme, model, score, rank``.
+    stability
+        Bootstrap rank distribution (``model, rank, frequency, full_rank``) of the ``stability_scheme``.
+    kendall
+        Kendall's tau between the bootstrap rankings and the full one: mean, median and 95% interval.
+    settings
+        Every choice that decided the numbers (tests, corrections, seeds, missing-case policy and
+        what it did), and the provenance of each model's results.
+    """
+
+    models: list[str]
+    summary: pl.DataFrame
+    pairwise: pl.DataFrame
+    omnibus: pl.DataFrame
+    posthoc: pl.DataFrame
+    ranking: pl.DataFrame
+    stability: pl.DataFrame
+    kendall: pl.DataFrame
+    settings: dict[str, Any]
+    table: pl.DataFrame = field(repr=False)
+
+    def _select(self, frame: pl.DataFrame, metric: str | None, class_: str | None) -> pl.DataFrame:
+        metric = metric or self.settings["metrics"][0]
+        part = frame.filter(pl.col("metric") == metric)
+        classes = part["class"].unique(maintain_order=True).to_list()
+        if class_ is None and len(classes) > 1:
+            raise ValueError(f"{metric} has several classes ({', '.join(classes)}); choose one with class_=...")
+        part = part.filter(pl.col("class") == (class_ or classes[0]))
+        if part.is_empty():
+            raise ValueError(f"nothing compared for metric {metric!r}, class {class_!r}.")
+        return part
+
+    def to_markdown(self, *, statistic: Literal["mean", "median"] = "mean", ci: bool = True, digits: int = 3,
+                    metrics: Sequence[str] | None = None) -> str:
+        """A Markdown table: models as rows, one column per metric and class, with a caption below.
+
+        Cells are ``mean ± sd [CI]`` (or ``median [q1, q3]``); the best of each column is bold and
+        ``†`` marks models significantly different from it (``p_adjusted < alpha`` of the first test).
+        """
+        from .tables import render
+
+        return render(self, "markdown", statistic=statistic, ci=ci, digits=digits, metrics=metrics)
+
+    def to_latex(self, *, statistic: Literal["mean", "median"] = "mean", ci: bool = True, digits: int = 3,
+                 metrics: Sequence[str] | None = None, label: str | None = None) -> str:
+        """A LaTeX ``table`` (booktabs) with the same content as :meth:`to_markdown` and its caption."""
+        from .tables import render
+
+        return render(self, "latex", statistic=statistic, ci=ci, digits=digits, metrics=metrics, label=label)
+
+    def plot_cd(self, metric: str | None = None, *, class_: str | None = None, path: str | Path | None = None) -> Any:
+        """Critical-difference diagram (Demšar 2006) of the Friedman mean ranks, Nemenyi cliques at ``alpha``."""
+        from .friedman import cliques
+        from .plots import cd_diagram
+
+        summary = self._select(self.summary, metric, class_)
+        omnibus = self._select(self.omnibus, metric, class_) if not self.omnibus.is_empty() else None
+        mean_ranks = dict(summary.select("model", "mean_rank").rows())
+        cd = None if omnibus is None else omnibus["critical_difference"][0]
+        groups = cliques(mean_ranks, cd) if cd is not None else [tuple(mean_ranks)]
+        title = f"{summary['metric'][0]} ({summary['class'][0]}): Nemenyi, alpha = {self.settings['alpha']}"
+        return cd_diagram(mean_ranks, cd, cliques=groups, title=title, path=path)
+
+    def plot_blobs(self, metric: str | None = None, *, class_: str | None = None,
+                   path: str | Path | None = None) -> Any:
+        """Blob plot of the bootstrap rank distribution, with each model's full rank marked."""
+        from .plots import blob_plot
+
+        part = self._select(self.stability, metric, class_)
+        title = f"{part['metric'][0]} ({part['class'][0]}): {self.settings['stability_scheme']}, " \
+                f"{self.settings['n_rank_boot']} bootstrap samples"
+        return blob_plot(part.select("model", "rank", "frequency", "full_rank"), title=title, path=path)
+
+    def plot_significance(self, metric: str | None = None, *, class_: str | None = None,
+                          path: str | Path | None = None) -> Any:
+        """Map of the corrected pairwise p-values of the first test, coloured by the better model."""
+        from .plots import significance_map
+
+        part = self._select(self.pairwise, metric, class_).filter(pl.col("test") == self.settings["tests"][0])
+        title = f"{part['metric'][0]} ({part['class'][0]}): {part['test'][0]}, {part['correction'][0]}"
+        return significance_map(part.select("model_a", "model_b", "p_adjusted", "better"), order=self.models,
+                                alpha=self.settings["alpha"], title=title, path=path)
+
+    def plot_cases(self, metric: str | None = None, *, class_: str | None = None,
+                   path: str | Path | None = None) -> Any:
+        """Per-case box and strip plot per model, cases linked across models."""
+        from .plots import per_case_plot
+
+        part = self._select(self.table, metric, class_)
+        return per_case_plot(part.select("model", "case_id", "value"), metric=part["metric"][0], order=self.models,
+                             title=f"{part['metric'][0]} ({part['class'][0]})", path=path)
+
+    def save(self, path: str | Path) -> Path:
+        """Write every frame (parquet), the settings (JSON) and both tables to the folder ``path``, atomically."""
+        path = Path(path)
+        with atomic_directory(path) as staging:
+            for name in ("summary", "pairwise", "omnibus", "posthoc", "ranking", "stability", "kendall"):
+                getattr(self, name).write_parquet(staging / f"{name}.parquet")
+            (staging / "settings.json").write_text(json.dumps(self.settings, indent=2, sort_keys=True, default=str)
+                                                   + "\n")
+            (staging / "table.md").write_text(self.to_markdown() + "\n")
+            (staging / "table.tex").write_text(self.to_latex() + "\n")
+        return path
+
+
+def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.DataFrame,
+            metric: str | Sequence[str] = "dice", *, class_: str | int | None = None,
+            test: str | Sequence[str] = "wilcoxon", correction: str = "holm", zero_method: str = "wilcox",
+            alpha: float = 0.05, missing: MissingPolicy = "error", worst: Mapping[str, float] | None = None,
+            blocks: Blocks = "case", confidence: float = 0.95, n_boot: int = 2000,
+            stability_scheme: Scheme = "aggregate-then-rank", n_rank_boot: int = 1000, n_permutations: int = 9999,
+            seed: int = 0) -> Comparison:
+    """Compare models on the same cases: paired tests, corrections, CIs, effect sizes, rankings and their stability.
+
+    Parameters
+    ----------
+    models
+        ``{name: Results}`` (or saved results folders, or per-case tables; a list per model for
+        several datasets), or a long per-case table with a ``model`` column. Cases are paired by
+        ``case_id`` (and dataset), never by row order. Results of one dataset must agree on split,
+        manifest, convention and empty-mask policy.
+    metric
+        One metric or several; each metric's direction (higher or lower is better) is its own.
+    class_
+        A foreground class (name or id), ``"mean"`` (macro mean per case), or ``None``: every
+        class, each compared on its own.
+    test
+        Paired test(s) for every pair: ``"wilcoxon"`` (signed-rank, exact up to 200 non-zero
+        differences, else normal approximation), ``"t"``, ``"permutation"``. The first one marks
+        significance in tables and figures.
+    correction
+        Over all pairs of one metric, class and test: ``"holm"``, ``"fdr_bh"`` (``"bh"``),
+        ``"bonferroni"`` or ``"none"``. Conover's post-hoc test uses it too.
+    zero_method
+        Zero differences in the Wilcoxon test and the rank-biserial correlation (see :func:`wilcoxon`).
+    missing, worst, blocks
+        Missing-case policy and blocks, as in :func:`~medseg_eval.stats.paired_values`; what the
+        policy did is in ``settings["missing"]``.
+    confidence, n_boot, seed
+        Percentile-bootstrap CIs of each model's mean and of the mean and median differences,
+        from ``n_boot`` resamples of the cases drawn with ``seed``.
+    stability_scheme, n_rank_boot
+        Ranking scheme and number of bootstrap samples of the rank stability.
+    n_permutations
+        Random sign flips of the permutation test when there are too many cases to enumerate them.
+
+    Examples
+    --------
+    >>> import medseg_eval, numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> gt = {f"c{i}": (rng.random((32, 32)) > 0.5).astype(np.uint8) for i in range(12)}
+    >>> noisy = {k: np.where(rng.random(v.shape) < 0.1, 1 - v, v) for k, v in gt.items()}
+    >>> a = medseg_eval.evaluate(gt, targets=gt, metrics=["dice"], progress=False)
+    >>> b = medseg_eval.evaluate(noisy, targets=gt, metrics=["dice"], progress=False)
+    >>> cmp = medseg_eval.compare({"a": a, "b": b}, metric="dice")
+    >>> cmp.pairwise.select("model_a", "model_b", "test", "p_value", "better").rows()
+    [('a', 'b', 'wilcoxon', 0.00048828125, 'a')]
+    """
+    tests = [test] if isinstance(test, str) else list(test)
+    unknown = [t for t in tests if t not in PAIRWISE_TESTS]
+    if unknown or not tests:
+        raise ValueError(f"unknown test(s) {unknown or tests}; expected {', '.join(PAIRWISE_TESTS)}.")
+    if stability_scheme not in SCHEMES:
+        raise ValueError(f"unknown ranking scheme {stability_scheme!r}; expected one of {', '.join(SCHEMES)}.")
+    if not 0 < alpha < 1:
+        raise ValueError(f"`alpha` must lie in (0, 1), got {alpha}.")
+    correction = correction_name(correction)
+    metrics = [metric] if isinstance(metric, str) else list(metric)
+    table, provenance = _inputs(models)
+    order = list(dict.fromkeys(table["model"].to_list()))
+    test_options = {"wilcoxon": {"zero_method": zero_method}, "t": {},
+                    "permutation": {"n_resamples": n_permutations, "seed": seed}}
+    frames: dict[str, list[pl.DataFrame]] = {k: [] for k in ("summary", "pairwise", "omnibus", "posthoc", "ranking",
+                                                              "stability", "kendall")}
+    missing_report = {}
+    for name in metrics:
+        for class_id in _classes(table, name, class_):
+            paired = paired_values(table, name, class_=class_id, models=order, blocks=blocks, missing=missing,
+                                   worst=worst)
+            missing_report[f"{paired.metric}/{paired.class_name}"] = paired.missing
+            key = {"metric": paired.metric, "class": paired.class_name}
+            frames["summary"].append(_summary(paired, confidence, n_boot, seed).with_columns(
+                **{k: pl.lit(v) for k, v in key.items()}))
+            frames["pairwise"].append(_pairwise(paired, tests, correction, test_options, alpha, zero_method,
+                                                confidence, n_boot, seed).with_columns(
+                **{k: pl.lit(v) for k, v in key.items()}))
+            if len(order) >= 3:
+                frames["omnibus"].append(_omnibus(paired, alpha).with_columns(**{k: pl.lit(v) for k, v in key.items()}))
+                frames["posthoc"].append(pl.concat([nemenyi(paired), conover(paired, correction=correction)])
+                                         .with_columns(**{k: pl.lit(v) for k, v in key.items()}))
+            frames["ranking"].append(pl.concat([rank_models(paired, scheme=s, alpha=alpha).with_columns(
+                scheme=pl.lit(s)) for s in SCHEMES]).with_columns(**{k: pl.lit(v) for k, v in key.items()}))
+            stability = rank_stability(paired, scheme=stability_scheme, alpha=alpha, n_boot=n_rank_boot, seed=seed)
+            frames["stability"].append(stability.frequencies.with_columns(**{k: pl.lit(v) for k, v in key.items()}))
+            taus = stability.taus[~np.isnan(stability.taus)]
+            frames["kendall"].append(pl.DataFrame([{
+                **key, "scheme": stability_scheme, "n_boot": n_rank_boot,
+                "tau_mean": float(taus.mean()) if taus.size else None,
+                "tau_median": float(np.median(taus)) if taus.size else None,
+                "tau_low": float(np.quantile(taus, 0.025)) if taus.size else None,
+                "tau_high": float(np.quantile(taus, 0.975)) if taus.size else None}]))
+    leading = ["metric", "class"]
+    out = {k: pl.concat(v, how="diagonal_relaxed").select(*leading, pl.exclude(leading)) if v else
+           pl.DataFrame(schema={"metric": pl.String, "class": pl.String}) for k, v in frames.items()}
+    settings = {
+        "metrics": metrics, "models": order, "tests": tests, "zero_method": zero_method, "correction": correction,
+        "alpha": alpha, "confidence": confidence, "n_boot": n_boot, "seed": seed, "blocks": blocks,
+        "n_permutations": n_permutations, "stability_scheme": stability_scheme, "n_rank_boot": n_rank_boot,
+        "missing_policy": missing, "worst": dict(worst or {}), "missing": missing_report, "inputs": provenance,
+    }
+    from .. import __version__
+
+    settings["package_version"] = __version__
+    return Comparison(order, out["summary"], out["pairwise"], out["omnibus"], out["posthoc"], out["ranking"],
+                      out["stability"], out["kendall"], settings, table)
+
+
+def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The long table, and each model's provenance; results of one dataset must be comparable."""
+    if isinstance(models, pl.DataFrame):
+        return per_case_table(models), {}
+    loaded: dict[str, list[Any]] = {}
+    for name, results in models.items():
+        many = isinstance(results, Sequence) and not isinstance(results, str | Path)
+        loaded[name] = [Results.load(r) if isinstance(r, str | Path) else r for r in (results if many else [results])]
+    provenance = {name: [r.provenance for r in runs if isinstance(r, Results)] for name, runs in loaded.items()}
+    by_dataset: dict[Any, dict[str, dict[str, Any]]] = {}
+    for name, runs in provenance.items():
+        for p in runs:
+            by_dataset.setdefault(p.get("dataset"), {})[name] = p
+    for dataset, per_model in by_dataset.items():
+        for key in COMPARABLE:
+            seen = {m: json.dumps(p.get(key), sort_keys=True) for m, p in per_model.items()}
+            if len(set(seen.values())) > 1:
+                detail = ", ".join(f"{m}: {v}" for m, v in seen.items())
+                raise PairingError(f"the results on {dataset or 'your targets'} differ in {key} ({detail}); their "
+                                   "numbers are not comparable: evaluate every model the same way.")
+    summary = {name: [{k: p.get(k) for k in ("dataset", "split", "manifest_sha256", "convention",
+                                             "predictions_sha256", "package_version")} for p in runs]
+               for name, runs in provenance.items()}
+    return per_case_table(loaded), summary
+
+
+def _classes(table: pl.DataFrame, metric: str, class_: str | int | None) -> list[str | int]:
+    if class_ is not None:
+        return [class_]
+    rows = table.filter(pl.col("metric") == metric).select("class_id").unique().sort("class_id")
+    return rows["class_id"].to_list() or [0]
+
+
+def _summary(paired: PairedValues, confidence: float, n_boot: int, seed: int) -> pl.DataFrame:
+    values = paired.values
+    n = values.shape[0]
+    boot = values[np.random.default_rng(seed).integers(0, n, (n_boot, n))].mean(axis=1)  # [n_boot, k]
+    alpha = (1 - confidence) / 2
+    mean = values.mean(axis=0)
+    ranks = dict(rank_models(paired).select("model", "rank").rows())
+    return pl.DataFrame({
+        "model": paired.models, "n": pl.Series([n] * len(paired.models), dtype=pl.Int64), "mean": mean,
+        "sd": values.std(axis=0, ddof=1) if n > 1 else np.full(len(paired.models), np.nan),
+        "median": np.median(values, axis=0), "q1": np.quantile(values, 0.25, axis=0),
+        "q3": np.quantile(values, 0.75, axis=0), "ci_low": np.quantile(boot, alpha, axis=0),
+        "ci_high": np.quantile(boot, 1 - alpha, axis=0), "mean_rank": paired.ranks().mean(axis=0),
+        "rank": [ranks[m] for m in paired.models],
+        "higher_is_better": paired.higher_is_better,
+    })
+
+
+def _pairwise(paired: PairedValues, tests: list[str], correction: str, options: dict[str, dict[str, Any]],
+              alpha: float, zero_method: str, confidence: float, n_boot: int, seed: int) -> pl.DataFrame:
+    rows = []
+    pairs = list(itertools.combinations(range(len(paired.models)), 2))
+    for test in tests:
+        results = [PAIRWISE_TESTS[test](paired.values[:, i], paired.values[:, j], **options[test]) for i, j in pairs]
+        adjusted = adjust_p(np.array([r.p_value for r in results]), correction)
+        for (i, j), result, p_adjusted in zip(pairs, results, adjusted):
+            x, y = paired.values[:, i], paired.values[:, j]
+            mean, mean_low, mean_high = bootstrap_ci(x, y, confidence=confidence, n_boot=n_boot, seed=seed)
+            median, median_low, median_high = bootstrap_ci(x, y, statistic="median", confidence=confidence,
+                                                           n_boot=n_boot, seed=seed)
+            better = None if mean == 0 else paired.models[i if (mean > 0) == paired.higher_is_better else j]
+            rows.append({
+                "model_a": paired.models[i], "model_b": paired.models[j], "n": len(x), "test": test,
+                "method": result.method, "statistic": result.statistic, "p_value": result.p_value,
+                "p_adjusted": float(p_adjusted), "correction": correction,
+                "significant": bool(p_adjusted < alpha), "better": better, "mean_diff": mean,
+                "mean_diff_low": mean_low, "mean_diff_high": mean_high, "median_diff": median,
+                "median_diff_low": median_low, "median_diff_high": median_high,
+                "rank_biserial": rank_biserial(x, y, zero_method=zero_method),
+                "cohen_dz": cohen_dz(x, y) if len(x) > 1 else None,
+            })
+    return pl.DataFrame(rows, schema_overrides={"better": pl.String, "cohen_dz": pl.Float64})
+
+
+def _omnibus(paired: PairedValues, alpha: float) -> pl.DataFrame:
+    result = friedman(paired)
+    return pl.DataFrame([{
+        "test": "friedman", "n_blocks": result.n_blocks, "n_models": result.n_models, "statistic": result.statistic,
+        "df": result.df, "p_value": result.p_value, "iman_davenport": result.iman_davenport,
+        "iman_davenport_p": result.iman_davenport_p, "alpha": alpha,
+        "critical_difference": critical_difference(result.n_models, result.n_blocks, alpha=alpha),
+    }])

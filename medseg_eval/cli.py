@@ -11,6 +11,7 @@ from . import __version__
 from .datasets.errors import DatasetError
 from .metrics import CONVENTION_SPECS, DEFAULT_CONVENTION, EmptyPolicy
 from .predictions import PredictionError
+from .stats.pairing import PairingError
 
 
 def _conventions(_: argparse.Namespace) -> int:
@@ -176,6 +177,64 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from .stats import compare
+
+    models = {}
+    for item in args.results:
+        name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
+        name = name or Path(path).name
+        if name in models:
+            raise PairingError(f"two results are named {name!r}; name them with NAME=PATH.")
+        models[name] = path
+    cmp = compare(models, args.metric or ["dice"], class_=args.class_, test=args.test or ["wilcoxon"],
+                  correction=args.correction, zero_method=args.zero_method, alpha=args.alpha, missing=args.missing,
+                  blocks=args.blocks, n_boot=args.n_boot, n_rank_boot=args.n_rank_boot, seed=args.seed)
+    render = cmp.to_latex if args.format == "latex" else cmp.to_markdown
+    print(render(statistic=args.statistic))
+    for row in cmp.omnibus.iter_rows(named=True):
+        print(f"\nFriedman ({row['metric']}, class {row['class']}): chi2 = {row['statistic']:.3f}, "
+              f"p = {row['p_value']:.3g}; Iman-Davenport F = {row['iman_davenport']:.3f}, "
+              f"p = {row['iman_davenport_p']:.3g}; Nemenyi critical difference {row['critical_difference']:.3f} "
+              f"at alpha = {row['alpha']}.")
+    if args.out:
+        print(f"comparison written to {cmp.save(args.out)}")
+    if args.plots:
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        for metric, class_ in cmp.summary.select("metric", "class").unique(maintain_order=True).rows():
+            for kind in ("cd", "blobs", "significance", "cases"):
+                getattr(cmp, f"plot_{kind}")(metric, class_=class_, path=folder / f"{kind}-{metric}-{class_}.png")
+        print(f"figures written to {folder}")
+    return 0
+
+
+def _add_compare(commands: argparse._SubParsersAction) -> None:
+    compare = commands.add_parser("compare", help="paired tests, rankings and a paper table for saved results")
+    compare.add_argument("results", nargs="+", metavar="[NAME=]RESULTS",
+                         help="folders written by evaluate --out (or Results.save); NAME defaults to the folder name")
+    compare.add_argument("--metric", action="append", help="metric to compare (repeatable; default dice)")
+    compare.add_argument("--class", dest="class_", help="one foreground class, or 'mean'; default: each class")
+    compare.add_argument("--test", action="append", choices=["wilcoxon", "t", "permutation"],
+                         help="paired test (repeatable; the first marks significance; default wilcoxon)")
+    compare.add_argument("--correction", default="holm", choices=["holm", "fdr_bh", "bh", "bonferroni", "none"])
+    compare.add_argument("--zero-method", default="wilcox", choices=["wilcox", "pratt", "zsplit"],
+                         help="zero differences in the Wilcoxon test (default: dropped)")
+    compare.add_argument("--alpha", type=float, default=0.05)
+    compare.add_argument("--missing", default="error", choices=["error", "worst", "drop"],
+                         help="cases some model lacks: an error (default), the worst value, or dropped (recorded)")
+    compare.add_argument("--blocks", default="case", choices=["case", "dataset"],
+                         help="rank within cases (default) or within datasets")
+    compare.add_argument("--statistic", default="mean", choices=["mean", "median"], help="what the table shows")
+    compare.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the CIs")
+    compare.add_argument("--n-rank-boot", type=int, default=1000, help="bootstrap samples of the rank stability")
+    compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--format", default="markdown", choices=["markdown", "latex"])
+    compare.add_argument("--out", help="folder to save every frame, the settings and both tables in")
+    compare.add_argument("--plots", help="folder to write the figures in (needs the 'plots' extra)")
+    compare.set_defaults(run=_compare)
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -233,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", help="folder to save the results in (parquet + provenance JSON)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(run=_evaluate)
+    _add_compare(commands)
     demo = commands.add_parser("demo", help="offline: two classical segmenters on a generated dataset, compared")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
@@ -252,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (DatasetError, PredictionError) as err:
+    except (DatasetError, PredictionError, PairingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

@@ -181,7 +181,7 @@ def conover(data: pl.DataFrame | PairedValues, metric: str | None = None, *, cor
     s2 = ((ranks**2).sum() - k * n * (k + 1) ** 2 / 4) / (k - 1)
     t2 = ((rank_sums - n * (k + 1) / 2) ** 2).sum() / s2 if s2 > 0 else 0.0
     df = n * k - k - n + 1
-    scale = math.sqrt(s2 * 2 * n / df * (1 - t2 / (n * (k - 1)))) if s2 > 0 and df > 0 else 0.0
+    scale = math.sqrt(s2 * 2 * n * (k - 1) / df * (1 - t2 / (n * (k - 1)))) if s2 > 0 and df > 0 else 0.0
     pairs = list(itertools.combinations(range(k), 2))
     diffs = np.array([abs(rank_sums[i] - rank_sums[j]) for i, j in pairs])
     with np.errstate(divide="ignore", invalid="ignore"):

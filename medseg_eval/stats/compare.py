@@ -305,7 +305,7 @@ def _summary(paired: PairedValues, confidence: float, n_boot: int, seed: int) ->
     ranks = dict(rank_models(paired).select("model", "rank").rows())
     return pl.DataFrame({
         "model": paired.models, "n": pl.Series([n] * len(paired.models), dtype=pl.Int64), "mean": mean,
-        "sd": values.std(axis=0, ddof=1) if n > 1 else np.full(len(paired.models), np.nan),
+        "sd": pl.Series(values.std(axis=0, ddof=1) if n > 1 else [None] * len(paired.models), dtype=pl.Float64),
         "median": np.median(values, axis=0), "q1": np.quantile(values, 0.25, axis=0),
         "q3": np.quantile(values, 0.75, axis=0), "ci_low": np.quantile(boot, alpha, axis=0),
         "ci_high": np.quantile(boot, 1 - alpha, axis=0), "mean_rank": paired.ranks().mean(axis=0),

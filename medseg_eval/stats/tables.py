@@ -110,7 +110,7 @@ def _header(metric: str, class_: str, several_classes: bool, comparison: Compari
 def _caption(comparison: Comparison, statistic: str, ci: bool, columns: list[tuple[str, str]]) -> str:
     s = comparison.settings
     n = comparison.summary.filter((pl.col("metric") == columns[0][0]) & (pl.col("class") == columns[0][1]))["n"][0]
-    unit = "datasets" if s["blocks"] == "dataset" else "cases"
+    unit = ("dataset" if s["blocks"] == "dataset" else "case") + ("" if n == 1 else "s")
     what = ("Mean ± sd" if statistic == "mean" else "Median [IQR]") + f" over {n} {unit}"
     if ci and statistic == "mean":
         what += (f", with the {round(100 * s['confidence'])}% percentile-bootstrap CI of the mean "

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
 from .datasets.errors import DatasetError
+from .leaderboard.bundle import SubmissionError
 from .metrics import CONVENTION_SPECS, DEFAULT_CONVENTION, EmptyPolicy
 from .predictions import PredictionError
 from .stats.pairing import PairingError
@@ -235,6 +237,74 @@ def _add_compare(commands: argparse._SubParsersAction) -> None:
     compare.set_defaults(run=_compare)
 
 
+def _leaderboard_submit(args: argparse.Namespace) -> int:
+    from .leaderboard import submit
+
+    config = json.loads(Path(args.config).read_text()) if args.config else None
+    path = submit(args.results, args.model, args.board_dir, predictions=args.predictions, badge=args.badge,
+                  parameters=args.parameters, code_url=args.code_url, paper_url=args.paper_url,
+                  training_protocol=args.protocol, seed=args.seed, contact=args.contact,
+                  weights_license=args.weights_license, config=config, citation=args.citation)
+    print(f"bundle written to {path}; run `medseg-eval leaderboard build --board-dir {args.board_dir}` to rank it")
+    return 0
+
+
+def _leaderboard_build(args: argparse.Namespace) -> int:
+    from .leaderboard import build
+
+    for path in build(args.board_dir, args.dataset):
+        print(f"wrote {path}")
+    return 0
+
+
+def _leaderboard_validate(args: argparse.Namespace) -> int:
+    from .leaderboard.board import load_bundles
+
+    board_dir = Path(args.board_dir)
+    names = [args.dataset] if args.dataset else sorted(p.name for p in board_dir.iterdir() if p.is_dir())
+    for name in names:
+        for slug, _ in load_bundles(board_dir, name):
+            print(f"ok  {name}/{slug}")
+    return 0
+
+
+def _leaderboard_seed(args: argparse.Namespace) -> int:
+    from .leaderboard.founding_study import seed_reported
+
+    print(f"wrote {len(seed_reported(args.board_dir))} reported bundles under {args.board_dir}")
+    return 0
+
+
+def _add_leaderboard(commands: argparse._SubParsersAction) -> None:
+    board = commands.add_parser("leaderboard", help="submit results, validate bundles and build the boards")
+    sub = board.add_subparsers(dest="leaderboard_command", required=True)
+    submit = sub.add_parser("submit", help="add a bundle of saved results to the board of their dataset")
+    submit.add_argument("results", help="folder written by evaluate --out (or Results.save)")
+    submit.add_argument("--model", required=True, help="name on the board")
+    submit.add_argument("--predictions", help="the predictions, scored again to verify the results (recorded)")
+    submit.add_argument("--badge", default="verified", choices=["verified", "reproduced"])
+    submit.add_argument("--parameters", type=float, help="parameters, in millions")
+    submit.add_argument("--code-url")
+    submit.add_argument("--paper-url")
+    submit.add_argument("--citation")
+    submit.add_argument("--protocol", help="training protocol, in words")
+    submit.add_argument("--seed", type=int, help="training seed")
+    submit.add_argument("--contact")
+    submit.add_argument("--weights-license")
+    submit.add_argument("--config", help="JSON file of the training config (required for --badge reproduced)")
+    for name, parser, run in (("build", sub.add_parser("build", help="rebuild README.md per dataset and index.html"),
+                               _leaderboard_build),
+                              ("validate", sub.add_parser("validate", help="check every bundle (exit 1 on the "
+                                                          "first invalid one, named)"), _leaderboard_validate)):
+        parser.add_argument("dataset", nargs="?", help="one dataset (default: all with bundles)")
+        parser.set_defaults(run=run)
+    seed = sub.add_parser("seed-reported", help="(maintainers) write the founding study's reported bundles")
+    seed.set_defaults(run=_leaderboard_seed)
+    for parser in (submit, sub.choices["build"], sub.choices["validate"], seed):
+        parser.add_argument("--board-dir", default="leaderboards", help="boards folder (default: leaderboards)")
+    submit.set_defaults(run=_leaderboard_submit)
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -293,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(run=_evaluate)
     _add_compare(commands)
+    _add_leaderboard(commands)
     demo = commands.add_parser("demo", help="offline: two classical segmenters on a generated dataset, compared")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
@@ -312,6 +383,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
+    except SubmissionError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     except (DatasetError, PredictionError, PairingError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -150,6 +150,16 @@ class Results:
                              classes=classes["class_id"].to_list(), class_column="class_id")
         return out.join(classes, on="class_id").select("class", pl.exclude("class"))
 
+    def to_submission(self, model: str, **metadata: Any) -> Any:
+        """A leaderboard bundle of these results: see :func:`medseg_eval.leaderboard.to_submission`.
+
+        Write it with ``.write(board_dir)``, or use :func:`medseg_eval.leaderboard.submit`, which
+        also validates it against the board.
+        """
+        from .leaderboard import to_submission
+
+        return to_submission(self, model, **metadata)
+
     def save(self, path: str | Path) -> Path:
         """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.
 

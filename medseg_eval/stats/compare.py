@@ -216,6 +216,8 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
     metrics = [metric] if isinstance(metric, str) else list(metric)
     table, provenance = _inputs(models)
     order = list(dict.fromkeys(table["model"].to_list()))
+    if len(order) < 2:
+        raise ValueError(f"a comparison needs at least two models, got {order}.")
     test_options = {"wilcoxon": {"zero_method": zero_method}, "t": {},
                     "permutation": {"n_resamples": n_permutations, "seed": seed}}
     frames: dict[str, list[pl.DataFrame]] = {k: [] for k in ("summary", "pairwise", "omnibus", "posthoc", "ranking",

@@ -28,11 +28,13 @@ POSTHOC_SCHEMA = {"model_a": pl.String, "model_b": pl.String, "test": pl.String,
 
 def as_paired(data: pl.DataFrame | PairedValues, metric: str | None, **pairing: Any) -> PairedValues:
     """``data`` itself when already paired, else :func:`~medseg_eval.stats.paired_values` of the long table."""
-    if isinstance(data, PairedValues):
-        return data
-    if metric is None:
-        raise ValueError("name the metric to compare, e.g. metric='dice'.")
-    return paired_values(data, metric, **pairing)
+    if not isinstance(data, PairedValues):
+        if metric is None:
+            raise ValueError("name the metric to compare, e.g. metric='dice'.")
+        data = paired_values(data, metric, **pairing)
+    if len(data.models) < 2:
+        raise ValueError(f"a comparison needs at least two models, got {data.models}.")
+    return data
 
 
 @dataclass(frozen=True)

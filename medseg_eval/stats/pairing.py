@@ -204,8 +204,6 @@ def paired_values(table: pl.DataFrame, metric: str, *, class_: str | int | None 
     if unknown:
         raise ValueError(f"no {metric} values for model(s) {', '.join(unknown)}.")
     rows = rows.filter(pl.col("model").is_in(order))
-    if len(order) < 2:
-        raise ValueError(f"a comparison needs at least two models, got {order}.")
     duplicated = rows.filter(pl.struct("model", "dataset", "case_id").is_duplicated())
     if not duplicated.is_empty():
         model, dataset, case = duplicated.select("model", "dataset", "case_id").row(0)

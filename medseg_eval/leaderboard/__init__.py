@@ -1,0 +1,22 @@
+"""Leaderboards: submission bundles, their validation, boards in Markdown and HTML, and Hub pull requests."""
+
+from .board import Board, board, build
+from .bundle import (
+    BADGES,
+    DuplicateSubmissionError,
+    IncompleteSubmissionError,
+    RevisionMismatchError,
+    Submission,
+    SubmissionError,
+    TamperedSubmissionError,
+    reported_submission,
+    submit,
+    to_submission,
+    validate,
+)
+
+__all__ = [
+    "BADGES", "Board", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
+    "Submission", "SubmissionError", "TamperedSubmissionError", "board", "build", "reported_submission", "submit",
+    "to_submission", "validate",
+]

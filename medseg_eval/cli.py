@@ -268,6 +268,14 @@ def _leaderboard_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _leaderboard_push(args: argparse.Namespace) -> int:
+    from .leaderboard.hub import push
+
+    where = push(args.board_dir, args.dataset, args.repo_id, bundles=args.bundle, dry_run=args.dry_run)
+    print(f"{'files of the pull request written to' if args.dry_run else 'pull request opened:'} {where}")
+    return 0
+
+
 def _leaderboard_seed(args: argparse.Namespace) -> int:
     from .leaderboard.founding_study import seed_reported
 
@@ -298,9 +306,15 @@ def _add_leaderboard(commands: argparse._SubParsersAction) -> None:
                                                           "first invalid one, named)"), _leaderboard_validate)):
         parser.add_argument("dataset", nargs="?", help="one dataset (default: all with bundles)")
         parser.set_defaults(run=run)
+    push = sub.add_parser("push", help="open a pull request with bundles on a Hugging Face leaderboard repo")
+    push.add_argument("dataset")
+    push.add_argument("--repo-id", required=True, help="the leaderboard dataset repo, e.g. medseg-eval/leaderboards")
+    push.add_argument("--bundle", action="append", help="bundle folder name to send (repeatable; default: all)")
+    push.add_argument("--dry-run", metavar="DIR", help="write the exact files of the pull request to DIR instead")
+    push.set_defaults(run=_leaderboard_push)
     seed = sub.add_parser("seed-reported", help="(maintainers) write the founding study's reported bundles")
     seed.set_defaults(run=_leaderboard_seed)
-    for parser in (submit, sub.choices["build"], sub.choices["validate"], seed):
+    for parser in (submit, sub.choices["build"], sub.choices["validate"], push, seed):
         parser.add_argument("--board-dir", default="leaderboards", help="boards folder (default: leaderboards)")
     submit.set_defaults(run=_leaderboard_submit)
 

@@ -168,3 +168,20 @@ def test_cli_contract_submit_then_build_lists_each_model(env, tmp_path, capsys):
     assert "thr-100" in readme and "thr-160" in readme
     assert main(["leaderboard", "submit", str(env[100][1]), "--model", "thr-100", "--board-dir", str(board_dir)]) == 1
     assert "already has 'thr-100'" in capsys.readouterr().err
+
+
+def test_hub_pull_request_dry_run_writes_the_exact_files(env, tmp_path):
+    board_dir = tmp_path / "boards"
+    leaderboard.submit(env[128][0], "t128", board_dir)
+    leaderboard.submit(env[160][0], "t160", board_dir)
+    out = tmp_path / "pr"
+    assert main(["leaderboard", "push", "synthetic-lesions", "--repo-id", "medseg-eval/leaderboards",
+                 "--board-dir", str(board_dir), "--bundle", "t160", "--dry-run", str(out)]) == 0
+    commit = json.loads((out / "commit.json").read_text())
+    assert commit["create_pr"] is True and commit["commit_message"] == "synthetic-lesions: submit t160"
+    assert commit["files"] == ["synthetic-lesions/README.md", "synthetic-lesions/t160/counts.parquet",
+                               "synthetic-lesions/t160/meta.json", "synthetic-lesions/t160/per_case.parquet"]
+    for path in commit["files"]:
+        assert (out / path).read_bytes() == (board_dir / path).read_bytes()
+    with pytest.raises(FileNotFoundError, match="no bundle t999"):
+        leaderboard.hub.push(board_dir, "synthetic-lesions", "x/y", bundles=["t999"], dry_run=tmp_path / "no")

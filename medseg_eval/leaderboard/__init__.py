@@ -1,5 +1,6 @@
 """Leaderboards: submission bundles, their validation, boards in Markdown and HTML, and Hub pull requests."""
 
+from . import hub
 from .board import Board, board, build
 from .bundle import (
     BADGES,
@@ -17,6 +18,6 @@ from .bundle import (
 
 __all__ = [
     "BADGES", "Board", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
-    "Submission", "SubmissionError", "TamperedSubmissionError", "board", "build", "reported_submission", "submit",
-    "to_submission", "validate",
+    "Submission", "SubmissionError", "TamperedSubmissionError", "board", "build", "hub", "reported_submission",
+    "submit", "to_submission", "validate",
 ]

@@ -319,6 +319,81 @@ def _add_leaderboard(commands: argparse._SubParsersAction) -> None:
     submit.set_defaults(run=_leaderboard_submit)
 
 
+def _train(args: argparse.Namespace) -> int:
+    import polars as pl
+
+    from .train import TrainConfig, train_fold
+
+    overrides = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "max_epochs": args.epochs,
+                 "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
+                 "max_steps_per_epoch": args.max_steps_per_epoch, "pretrained": args.pretrained or None}
+    config = (TrainConfig.from_file(args.config, **overrides) if args.config else
+              TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
+    run = train_fold(config, args.out, device=args.device, board_dir=args.board_dir, progress=not args.quiet,
+                     command=" ".join(["medseg-eval", *sys.argv[1:]]))
+    if run is None:  # not the first process of a torchrun launch
+        return 0
+    r = run.report
+    print(f"{config.model} fold {config.fold}: {r.epochs_run} epochs, best validation IoU {r.best_iou:.4f} at epoch "
+          f"{r.best_epoch}{' (stopped early)' if r.stopped_early else ''}; {r.wall_s:.0f} s on {r.device}")
+    for row in run.test.summary().filter(pl.col("metric") == "dice").iter_rows(named=True):
+        print(f"  test {row['class']} dice ({row['aggregate']}): {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
+    print(f"outputs in {run.out_dir}; bundle {run.bundle}")
+    return 0
+
+
+def _zero_shot(args: argparse.Namespace) -> int:
+    from .leaderboard import submit
+    from .train.generalist import zero_shot
+    from .train.zoo import PretrainedUnavailableError
+
+    try:
+        res = zero_shot(args.model, args.dataset, checkpoint=args.checkpoint, jitter=args.jitter, seed=args.seed,
+                        device=args.device, progress=not args.quiet)
+    except PretrainedUnavailableError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"results written to {res.save(args.out)}")
+    if args.board_dir:
+        bundle = submit(res, f"{args.model} (zero-shot, ground-truth boxes)", args.board_dir, badge="reproduced",
+                        config={"generalist": res.provenance["generalist"],
+                                "command": " ".join(["medseg-eval", *sys.argv[1:]])})
+        print(f"bundle written to {bundle}")
+    return 0
+
+
+def _add_train(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser("train", help="train a model of the founding study under its protocol, "
+                                              "score it and write a reproduced bundle")
+    train.add_argument("model", help="a model of medseg_eval.train.list_models()")
+    train.add_argument("--dataset", required=True)
+    train.add_argument("--fold", type=int, default=0, help="held-out fold of the shipped 5-fold split (0-4)")
+    train.add_argument("--epochs", type=int, help="maximum epochs (default 150)")
+    train.add_argument("--image-size", type=int, help="training size (default 512)")
+    train.add_argument("--batch-size", type=int, help="default 8")
+    train.add_argument("--lr", type=float, help="one of the study's grid 1e-4, 5e-5, 1e-5 (default 1e-4)")
+    train.add_argument("--seed", type=int, help="default 42")
+    train.add_argument("--max-steps-per-epoch", type=int, help="cap the iterations per epoch (reduced protocols)")
+    train.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs network)")
+    train.add_argument("--config", help="JSON or YAML config; the options above override it")
+    train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
+    train.add_argument("--board-dir", help="where the bundle goes (default OUT/board)")
+    train.add_argument("--out", required=True, help="folder for checkpoints, predictions, results (a rerun resumes)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.set_defaults(run=_train)
+    zero = commands.add_parser("zero-shot", help="SAM, MedSAM or SAM 2 with ground-truth boxes (oracle prompts)")
+    zero.add_argument("model", choices=["sam", "medsam", "sam2"])
+    zero.add_argument("--dataset", required=True)
+    zero.add_argument("--checkpoint", help="a Hub id or folder (default: the model's reference checkpoint)")
+    zero.add_argument("--jitter", type=int, default=0, help="move each box side by up to this many pixels")
+    zero.add_argument("--seed", type=int, default=42)
+    zero.add_argument("--device", default="auto")
+    zero.add_argument("--out", required=True, help="folder for the results")
+    zero.add_argument("--board-dir", help="also add a bundle (marked as oracle prompts) to this board")
+    zero.add_argument("--quiet", action="store_true")
+    zero.set_defaults(run=_zero_shot)
+
+
 def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -378,6 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
     _add_compare(commands)
     _add_leaderboard(commands)
+    _add_train(commands)
     demo = commands.add_parser("demo", help="offline: two classical segmenters on a generated dataset, compared")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)

@@ -1,0 +1,225 @@
+"""A plain torch training loop: AdamW, REX per iteration, mixed precision on CUDA, early stopping,
+a checkpoint every epoch and an exact resume."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .._atomic import atomic_write_bytes
+from .config import TrainConfig
+from .data import Cases, augment
+
+
+@dataclass
+class TrainReport:
+    """What a run did: per-epoch history (``epoch, train_loss, val_iou, lr``), best epoch and IoU, and how it ended."""
+
+    epochs_run: int
+    best_epoch: int
+    best_iou: float
+    stopped_early: bool
+    amp_used: bool
+    device: str
+    wall_s: float
+    resumed_from_epoch: int | None = None
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values, for the results' provenance and the bundle."""
+        return asdict(self)
+
+
+def rex_factor(step: int, total: int) -> float:
+    """REX learning-rate factor ``(1 - t) / (1 - t / 2)`` at ``t = step / total`` (Chen et al., MLSys 2022).
+
+    Examples
+    --------
+    >>> rex_factor(0, 100), rex_factor(50, 100), rex_factor(100, 100)
+    (1.0, 0.6666666666666666, 0.0)
+    """
+    t = min(step / total, 1.0)
+    return (1 - t) / (1 - t / 2)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic algorithms where it has them."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+
+
+def distributed() -> tuple[int, int]:
+    """``(rank, world size)`` under ``torchrun`` (starting the process group once), else ``(0, 1)``."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world
+
+
+def loss_fn(logits: torch.Tensor, masks: torch.Tensor, kind: str) -> torch.Tensor:
+    """BCE with logits on one channel (binary tasks) or cross-entropy over the classes, in fp32."""
+    logits = logits.float()
+    if kind == "bce":
+        return F.binary_cross_entropy_with_logits(logits[:, 0], (masks > 0).float())
+    return F.cross_entropy(logits, masks)
+
+
+def to_labels(logits: torch.Tensor, kind: str) -> torch.Tensor:
+    """Label maps from logits: ``sigmoid > 0.5`` on one channel, else the argmax."""
+    return (logits[:, 0] > 0).long() if kind == "bce" else logits.argmax(1)
+
+
+def pooled_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
+    """IoU of the foreground classes with pixels pooled over cases and classes (the study's micro IoU)."""
+    inter = union = 0
+    for c in range(1, num_classes):
+        p, t = pred == c, target == c
+        inter += int((p & t).sum())
+        union += int((p | t).sum())
+    return inter / union if union else 1.0
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int,
+                   amp: bool) -> torch.Tensor:
+    """Logits of ``images`` (on the CPU), batch by batch, in eval mode."""
+    model.eval()
+    out = []
+    for start in range(0, images.shape[0], batch_size):
+        x = images[start:start + batch_size].to(device)
+        with _autocast(device, amp):
+            out.append(model(x).float().cpu())
+    return torch.cat(out)
+
+
+@contextmanager
+def _autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=enabled and device.type == "cuda"):
+        yield
+
+
+def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir: str | Path, *,
+        device: torch.device, num_classes: int, amp: bool, progress: bool = True) -> TrainReport:
+    """Train ``model`` on ``train``, early-stop on ``val``; ``out_dir/last.pt`` each epoch, ``best.pt`` at the best.
+
+    When ``out_dir/last.pt`` exists the run resumes after its epoch with every state restored
+    (model, optimizer, scaler, step, early-stopping counters, RNG), so that it ends with the same
+    numbers as a run that was never interrupted.
+
+    Under ``torchrun`` (several processes) each step's global batch of ``batch_size`` is split
+    between the processes and DDP averages the gradients (with synchronised batch norm on CUDA);
+    every process validates, only the first writes checkpoints.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    kind = config.loss or ("bce" if num_classes == 2 else "ce")
+    rank, world = distributed()
+    if config.batch_size % world:
+        raise ValueError(f"batch size {config.batch_size} does not split over {world} processes.")
+    if world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    net = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    amp_used = bool(amp and device.type == "cuda")
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_used)
+    n = train.images.shape[0]
+    # Incomplete last batches are dropped: a batch of one breaks batch norm on 1x1 pooled maps (UPerHead, VWFormer).
+    steps_per_epoch = max(1, n // config.batch_size)
+    if config.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    total_steps = config.max_epochs * steps_per_epoch
+    state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    resumed = None
+    last = out_dir / "last.pt"
+    if last.is_file():
+        checkpoint = torch.load(last, map_location=device, weights_only=False)
+        model.load_state_dict(checkpoint["model"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        state = checkpoint["state"]
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        if device.type == "cuda" and checkpoint["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
+        resumed = state["epoch"]
+    start = time.perf_counter()
+    stopped = False
+    epochs = range(state["epoch"] + 1, config.max_epochs + 1)
+    for epoch in tqdm(epochs, desc=f"{config.model} fold {config.fold}", disable=not progress, unit="epoch"):
+        if state["bad_epochs"] >= config.patience:
+            stopped = True
+            break
+        model.train()
+        # Per-epoch generators: a resumed run draws the same order and augmentations as an uninterrupted one.
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+        draws = torch.Generator().manual_seed(config.seed * 100_019 + epoch)
+        losses = []
+        for i in range(steps_per_epoch):
+            index = order[i * config.batch_size:(i + 1) * config.batch_size]
+            images, masks = train.images[index], train.masks[index]
+            if config.augmentation == "standard":
+                images, masks = augment(images, masks, draws)
+            images, masks = images[rank::world], masks[rank::world]
+            images = (images - config.normalization[0]) / config.normalization[1]
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * rex_factor(state["step"], total_steps)
+            with _autocast(device, amp_used):
+                logits = net(images.to(device))
+            loss = loss_fn(logits, masks.to(device), kind)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{config.model}: the loss is {loss.item()} at epoch {epoch}, step {i}; "
+                                         "try a smaller learning rate (the study's grid: 1e-4, 5e-5, 1e-5).")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            state["step"] += 1
+            losses.append(loss.item())
+        val_logits = predict_logits(model, (val.images - config.normalization[0]) / config.normalization[1], device,
+                                    config.batch_size, amp_used)
+        iou = pooled_iou(to_labels(val_logits, kind), val.masks, num_classes)
+        state["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_iou": iou,
+                                 "lr": optimizer.param_groups[0]["lr"]})
+        if iou > state["best_iou"] + config.min_delta:
+            state.update(best_iou=iou, best_epoch=epoch, bad_epochs=0)
+            if rank == 0:
+                _save(out_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch, "val_iou": iou})
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        if rank == 0:
+            _save(last, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                         "state": state, "config": config.as_dict(),
+                         "rng": {"torch": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
+    return TrainReport(state["epoch"], state["best_epoch"], state["best_iou"], stopped, amp_used, str(device),
+                       time.perf_counter() - start, resumed, state["history"])
+
+
+def _save(path: Path, obj: dict[str, Any]) -> None:
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())  # a kill mid-write leaves the previous checkpoint

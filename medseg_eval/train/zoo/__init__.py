@@ -1,0 +1,56 @@
+"""The founding study's architectures, one module each, registered by name.
+
+Every module is pure torch (no compiled extensions), so each model trains on CPU and CUDA.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+
+from torch import nn
+
+from .registry import REGISTRY, ModelInfo, PretrainedUnavailableError, register
+
+#: Architecture modules, imported on first use.
+MODULES = ("unet", "hiformer", "missformer", "swin_umamba", "ukan", "segformer", "segnext", "vwformer",
+           "internimage", "transnext")
+
+
+def _load() -> None:
+    for module in MODULES:
+        importlib.import_module(f"{__name__}.{module}")
+
+
+def list_models() -> list[str]:
+    """Registered model names, specialized architectures first, in the study's order.
+
+    Examples
+    --------
+    >>> "unet" in list_models()
+    True
+    """
+    _load()
+    # The study's order whatever order the modules were imported in: by module, then as each registers.
+    position = {name: i for i, name in enumerate(REGISTRY)}
+    return sorted(REGISTRY, key=lambda n: (MODULES.index(REGISTRY[n].builder.__module__.rsplit(".", 1)[-1]),
+                                           position[n]))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of ``name``; an unknown name gets the closest names suggested."""
+    _load()
+    if name not in REGISTRY:
+        close = difflib.get_close_matches(name, REGISTRY, n=3)
+        raise KeyError(f"unknown model {name!r}" + (f"; did you mean {', '.join(close)}?" if close else "")
+                       + f" Known: {', '.join(REGISTRY)}.")
+    return REGISTRY[name]
+
+
+def build_model(name: str, out_channels: int, *, pretrained: bool = False) -> nn.Module:
+    """Build ``name`` with ``out_channels`` logit channels (1 for a binary task, else the class count)."""
+    return model_info(name).builder(out_channels, pretrained=pretrained)
+
+
+__all__ = ["MODULES", "REGISTRY", "ModelInfo", "PretrainedUnavailableError", "build_model", "list_models",
+           "model_info", "register"]

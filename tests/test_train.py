@@ -1,0 +1,128 @@
+"""Reference trainers: the protocol's config, the zoo's contract, a smoke run to a board, and an exact resume after a kill."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from medseg_eval import leaderboard
+from medseg_eval.datasets import build as build_dataset
+from medseg_eval.train import LR_GRID, TrainConfig, list_models, model_info, rex_factor
+
+STUDY_MODELS = ["unet", "hiformer-b", "missformer", "swin-umamba", "ukan-l", "segformer-b3", "segnext-l",
+                "vwformer-mit-b3", "vwformer-convnext-s", "internimage-t-upernet", "transnext-tiny-upernet"]
+
+
+def test_the_zoo_lists_the_eleven_models_of_the_study():
+    assert list_models()[:11] == STUDY_MODELS
+    families = {name: model_info(name).family for name in STUDY_MODELS}
+    assert [n for n, f in families.items() if f == "specialized"] == STUDY_MODELS[:5]
+    assert model_info("segnext-l").amp is False and model_info("unet").amp is True
+    with pytest.raises(KeyError, match="did you mean unet"):
+        model_info("unet2")
+
+
+def test_config_has_the_study_defaults_and_rejects_unknown_keys(tmp_path):
+    c = TrainConfig(model="unet", dataset="isic2018")
+    assert (c.image_size, c.batch_size, c.max_epochs, c.lr, c.patience, c.min_delta, c.seed) == \
+        (512, 8, 150, 1e-4, 20, 0.001, 42)
+    assert c.lr_grid == LR_GRID == (1e-4, 5e-5, 1e-5) and c.schedule == "rex"
+    (tmp_path / "c.yaml").write_text("model: unet\ndataset: camus\nfold: 3\nlr: 5.0e-5\n")
+    assert TrainConfig.from_file(tmp_path / "c.yaml", fold=2).as_dict()["fold"] == 2
+    (tmp_path / "bad.json").write_text(json.dumps({"model": "unet", "dataset": "camus", "epochs": 3}))
+    with pytest.raises(ValueError, match="unknown config keys \\['epochs'\\]"):
+        TrainConfig.from_file(tmp_path / "bad.json")
+    with pytest.raises(ValueError, match="fold"):
+        TrainConfig(model="unet", dataset="camus", fold=5)
+
+
+def test_rex_schedule():
+    assert rex_factor(0, 10) == 1.0 and rex_factor(10, 10) == 0.0
+    factors = [rex_factor(s, 10) for s in range(11)]
+    assert all(a > b for a, b in itertools.pairwise(factors))
+    assert rex_factor(5, 10) == pytest.approx(0.5 / 0.75)
+
+
+@pytest.fixture(scope="module")
+def synthetic_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDSEG_EVAL_HOME", str(home))
+        build_dataset("synthetic-lesions", progress=False)
+    return home
+
+
+def _train(out: Path, home: Path, epochs: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "medseg_eval.cli", "train", "unet", "--dataset", "synthetic-lesions",
+               "--fold", "0", "--epochs", str(epochs), "--image-size", "64", "--device", "cpu", "--quiet",
+               "--out", str(out)]
+    return subprocess.Popen(command, env={**os.environ, "MEDSEG_EVAL_HOME": str(home)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def whole_run(synthetic_home, tmp_path_factory):
+    """A 2-epoch U-Net run on synthetic-lesions at 64 px through the CLI, never interrupted."""
+    out = tmp_path_factory.mktemp("runs") / "whole"
+    run = _train(out, synthetic_home, epochs=2)
+    output, _ = run.communicate(timeout=600)
+    assert run.returncode == 0, output
+    return out
+
+
+def test_smoke_run_goes_end_to_end_to_a_bundle_the_board_accepts(whole_run, synthetic_home, monkeypatch):
+    record = json.loads((whole_run / "run.json").read_text())
+    assert record["config"]["max_epochs"] == 2 and record["report"]["epochs_run"] == 2
+    assert record["command"].startswith("medseg-eval train unet") and record["device"] == "cpu"
+    assert (whole_run / "results" / "test" / "per_case.parquet").is_file()
+    assert (whole_run / "predictions" / "held-out.npz").is_file()
+    monkeypatch.setenv("MEDSEG_EVAL_HOME", str(synthetic_home))
+    board = whole_run / "board"
+    (bundle,) = (board / "synthetic-lesions").iterdir()
+    meta = json.loads((bundle / "meta.json").read_text())
+    assert meta["badge"] == "reproduced" and meta["config"]["config"]["model"] == "unet"
+    leaderboard.build(board)
+    assert "unet (fold 0, medseg_eval) | reproduced" in (board / "synthetic-lesions" / "README.md").read_text()
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers(whole_run, synthetic_home, tmp_path):
+    killed = _train(tmp_path / "killed", synthetic_home, epochs=2)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and killed.poll() is None:
+        if last.is_file() and torch.load(last, weights_only=False)["state"]["epoch"] >= 1:
+            killed.send_signal(signal.SIGKILL)  # in epoch 2: after the checkpoint of epoch 1
+            break
+        time.sleep(0.02)
+    killed.wait(timeout=60)
+    assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert not (tmp_path / "killed" / "run.json").exists()
+    resumed = _train(tmp_path / "killed", synthetic_home, epochs=2)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, output
+    a = torch.load(whole_run / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "killed" / "last.pt", weights_only=False)
+    assert a["state"]["history"] == b["state"]["history"]
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert json.loads((tmp_path / "killed" / "run.json").read_text())["report"]["resumed_from_epoch"] == 1
+
+
+def test_two_processes_under_torchrun_share_each_batch(synthetic_home, tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "medseg_eval.cli",
+               "train", "unet", "--dataset", "synthetic-lesions", "--epochs", "1", "--image-size", "64",
+               "--device", "cpu", "--quiet", "--out", str(tmp_path / "ddp")]
+    done = subprocess.run(command, env={**os.environ, "MEDSEG_EVAL_HOME": str(synthetic_home)}, capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    record = json.loads((tmp_path / "ddp" / "run.json").read_text())
+    assert record["processes"] == 2 and record["report"]["epochs_run"] == 1
+    assert len(list((tmp_path / "ddp" / "board" / "synthetic-lesions").iterdir())) == 1  # one bundle, one writer

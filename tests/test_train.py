@@ -126,3 +126,13 @@ def test_two_processes_under_torchrun_share_each_batch(synthetic_home, tmp_path)
     record = json.loads((tmp_path / "ddp" / "run.json").read_text())
     assert record["processes"] == 2 and record["report"]["epochs_run"] == 1
     assert len(list((tmp_path / "ddp" / "board" / "synthetic-lesions").iterdir())) == 1  # one bundle, one writer
+
+
+@pytest.mark.parametrize("name", STUDY_MODELS)
+def test_every_model_maps_512_inputs_to_512_logits(name):
+    from medseg_eval.train import build_model
+
+    model = build_model(name, num_classes=2, pretrained=False).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 512, 512, generator=torch.Generator().manual_seed(0)))
+    assert logits.shape == (1, 2, 512, 512) and torch.isfinite(logits).all()

@@ -47,9 +47,13 @@ def model_info(name: str) -> ModelInfo:
     return REGISTRY[name]
 
 
-def build_model(name: str, out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """Build ``name`` with ``out_channels`` logit channels (1 for a binary task, else the class count)."""
-    return model_info(name).builder(out_channels, pretrained=pretrained)
+def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.Module:
+    """Build ``name`` with ``num_classes`` logit channels (the class count, background included, or 1 for
+    a binary task trained with BCE as the protocol does).
+
+    The module maps ``[B, 3, H, W]`` to logits ``[B, num_classes, H, W]`` for ``H``, ``W`` multiples of 32.
+    """
+    return model_info(name).builder(num_classes, pretrained=pretrained)
 
 
 __all__ = ["MODULES", "REGISTRY", "ModelInfo", "PretrainedUnavailableError", "build_model", "list_models",

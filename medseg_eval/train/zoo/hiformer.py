@@ -53,6 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mit import drop_path
 from .registry import PretrainedUnavailableError, register
 
 #: Swin stages 1-3 of Swin-T: widths, depths, heads.
@@ -71,13 +72,6 @@ def _attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Te
                                              attn_mask=None if bias is None else bias.float())
     return out.to(q.dtype)
 
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the residual branch of whole samples with probability ``p``."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
-    return x * keep / (1.0 - p)
 
 
 def _mlp(dim: int, hidden: int) -> nn.Sequential:
@@ -153,8 +147,8 @@ class _WindowBlock(nn.Module):
         y = _merge(y, self.size)
         if self.shift:
             y = torch.roll(y, (self.shift, self.shift), dims=(1, 2))
-        x = x + _drop_path(y.reshape(b, n, c), self.drop_path, self.training)
-        return x + _drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = x + drop_path(y.reshape(b, n, c), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 def _partition(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mit import drop_path
 from .registry import PretrainedUnavailableError, register
 from .uperhead import UPerNet
 
@@ -40,13 +41,6 @@ DEPTHS = (4, 4, 18, 4)
 GROUPS = (4, 8, 16, 32)
 DROP_PATH_RATE = 0.2
 
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
-    return x * keep / (1.0 - p)
 
 
 def dcnv3(value: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, *, groups: int, kernel_size: int = 3,
@@ -158,8 +152,8 @@ class InternImageLayer(nn.Module):
         self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + _drop_path(self.gamma1 * self.dcn(self.norm1(x)), self.drop_path, self.training)
-        return x + _drop_path(self.gamma2 * self.mlp(self.norm2(x)), self.drop_path, self.training)
+        x = x + drop_path(self.gamma1 * self.dcn(self.norm1(x)), self.drop_path, self.training)
+        return x + drop_path(self.gamma2 * self.mlp(self.norm2(x)), self.drop_path, self.training)
 
 
 class InternImage(nn.Module):

@@ -41,18 +41,23 @@ def attention_fp32(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
         return F.scaled_dot_product_attention(q.float(), k.float(), v.float()).to(v.dtype)
 
 
-class DropPath(nn.Module):
+def drop_path(x: Tensor, p: float, training: bool) -> Tensor:
     """Stochastic depth: in training, drop a residual branch for a whole sample with probability ``p``."""
+    if not training or p == 0.0:
+        return x
+    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
+    return x * keep / (1.0 - p)
+
+
+class DropPath(nn.Module):
+    """:func:`drop_path` as a module."""
 
     def __init__(self, p: float) -> None:
         super().__init__()
         self.p = p
 
     def forward(self, x: Tensor) -> Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - self.p)
-        return x * keep / (1.0 - self.p)
+        return drop_path(x, self.p, self.training)
 
 
 def _tokens_to_map(x: Tensor, size: tuple[int, int]) -> Tensor:

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .mit import drop_path
 from .registry import PretrainedUnavailableError, register
 from .uperhead import UPerNet
 
@@ -54,13 +55,6 @@ DROP_PATH_RATE = 0.4
 PRETRAIN_SIZE = 224
 WINDOW = 3
 
-
-def _drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: drop the whole residual branch per sample with probability ``p``."""
-    if p == 0.0 or not training:
-        return x
-    keep = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(1.0 - p)
-    return x * keep / (1.0 - p)
 
 
 @functools.lru_cache(maxsize=32)
@@ -228,8 +222,8 @@ class Block(nn.Module):
         self.drop_path = drop_path
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        x = x + _drop_path(self.attn(self.norm1(x), size), self.drop_path, self.training)
-        return x + _drop_path(self.mlp(self.norm2(x), size), self.drop_path, self.training)
+        x = x + drop_path(self.attn(self.norm1(x), size), self.drop_path, self.training)
+        return x + drop_path(self.mlp(self.norm2(x), size), self.drop_path, self.training)
 
 
 class Stage(nn.Module):

@@ -47,3 +47,17 @@ def test_zero_shot_with_a_small_sam_records_its_oracle_prompts(home):
     assert res.provenance["generalist"]["jitter_px"] == 2
     assert res.per_case["case_id"].n_unique() == 20
     assert res.provenance["split"] == "test"
+
+
+def test_sam2_takes_the_same_box_prompts():
+    import torch
+
+    from medseg_eval.train.generalist import segment_with_boxes
+
+    torch.manual_seed(0)
+    model = transformers.Sam2Model(transformers.Sam2Config()).eval()  # SAM 2 Hiera-T shape, random weights
+    image = (np.random.default_rng(0).random((100, 120, 3)) * 255).astype(np.uint8)
+    labels = segment_with_boxes(model, image, [(1, (10.0, 10.0, 60.0, 50.0)), (2, (70.0, 20.0, 110.0, 90.0))],
+                                torch.device("cpu"))
+    assert labels.shape == (100, 120) and set(np.unique(labels)) <= {0, 1, 2}
+    assert segment_with_boxes(model, image, [], torch.device("cpu")).max() == 0

@@ -476,7 +476,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SubmissionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (DatasetError, PredictionError, PairingError) as err:
+    except (DatasetError, PredictionError, PairingError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

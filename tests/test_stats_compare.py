@@ -319,3 +319,9 @@ def test_cli_compare_reports_a_missing_case_as_a_usage_error(evaluated, tmp_path
     results["exact"].save(tmp_path / "exact")
     assert main(["compare", str(tmp_path / "exact"), str(tmp_path / "short")]) == 2
     assert "short lacks" in capsys.readouterr().err
+
+
+def test_cli_compare_names_a_folder_that_is_not_saved_results(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main(["compare", str(tmp_path / "empty"), str(tmp_path / "empty2")]) == 2
+    assert "is not a saved Results folder (missing per_case.parquet" in capsys.readouterr().err

@@ -1,11 +1,62 @@
-"""medseg_eval: reproducible evaluation of 2D medical image segmentation."""
+"""medseg_eval: reproducible evaluation of 2D medical image segmentation.
 
-from . import datasets, metrics, stats
-from .datasets import list_datasets, load_dataset
-from .evaluate import evaluate
-from .results import Results
-from .stats import compare
+Submodules load on first use (PEP 562), so ``from medseg_eval import metrics`` needs only torch and
+numpy: the metrics engine and the training loop run where polars and Hugging Face ``datasets`` are
+not installed (a GPU machine with nothing but torch, say).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+#: Public name -> (submodule, attribute in it; None for the submodule itself).
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "Results": ("results", "Results"),
+    "compare": ("stats", "compare"),
+    "datasets": ("datasets", None),
+    "evaluate": ("evaluate", "evaluate"),
+    "list_datasets": ("datasets", "list_datasets"),
+    "load_dataset": ("datasets", "load_dataset"),
+    "metrics": ("metrics", None),
+    "stats": ("stats", None),
+}
+
 __all__ = ["Results", "__version__", "compare", "datasets", "evaluate", "list_datasets", "load_dataset", "metrics", "stats"]
+
+if TYPE_CHECKING:
+    from . import datasets, metrics, stats
+    from .datasets import list_datasets, load_dataset
+    from .evaluate import evaluate
+    from .results import Results
+    from .stats import compare
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'medseg_eval' has no attribute {name!r}")
+    module_name, attribute = _LAZY[name]
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Importing the submodule `medseg_eval.evaluate` binds it to the package's attribute `evaluate`;
+        # the public name stays the function, as `from medseg_eval import evaluate` promises.
+        if name == "evaluate" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package

@@ -326,7 +326,7 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "max_epochs": args.epochs,
                  "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                 "max_steps_per_epoch": args.max_steps_per_epoch, "pretrained": args.pretrained or None}
+                 "max_steps_per_epoch": args.max_steps_per_epoch, "max_time_s": args.max_time, "pretrained": args.pretrained or None}
     config = (TrainConfig.from_file(args.config, **overrides) if args.config else
               TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
     run = train_fold(config, args.out, device=args.device, board_dir=args.board_dir, progress=not args.quiet,
@@ -335,7 +335,7 @@ def _train(args: argparse.Namespace) -> int:
         return 0
     r = run.report
     print(f"{config.model} fold {config.fold}: {r.epochs_run} epochs, best validation IoU {r.best_iou:.4f} at epoch "
-          f"{r.best_epoch}{' (stopped early)' if r.stopped_early else ''}; {r.wall_s:.0f} s on {r.device}")
+          f"{r.best_epoch}{' (stopped early)' if r.stopped_early else ''}{' (out of time)' if r.out_of_time else ''}; {r.wall_s:.0f} s on {r.device}")
     for row in run.test.summary().filter(pl.col("metric") == "dice").iter_rows(named=True):
         print(f"  test {row['class']} dice ({row['aggregate']}): {row['mean']:.4f} [{row['ci_low']:.4f}, {row['ci_high']:.4f}]")
     print(f"outputs in {run.out_dir}; bundle {run.bundle}")
@@ -374,6 +374,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--lr", type=float, help="one of the study's grid 1e-4, 5e-5, 1e-5 (default 1e-4)")
     train.add_argument("--seed", type=int, help="default 42")
     train.add_argument("--max-steps-per-epoch", type=int, help="cap the iterations per epoch (reduced protocols)")
+    train.add_argument("--max-time", type=float, metavar="SECONDS",
+                       help="stop training after the epoch in which this wall-clock budget runs out (reduced protocols)")
     train.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs network)")
     train.add_argument("--config", help="JSON or YAML config; the options above override it")
     train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")

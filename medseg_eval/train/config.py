@@ -34,6 +34,11 @@ class TrainConfig:
         On the CPU training runs in fp32 whatever this says (recorded as ``amp_used``).
     loss
         ``"bce"`` (one logit channel) for binary tasks, ``"ce"`` otherwise; ``None`` chooses so.
+    max_time_s
+        A wall-clock budget for the training loop of one process (``None``: none): training stops
+        after the epoch in which it runs out, as Lightning's ``max_time`` does, and the report says
+        so (``out_of_time``). The REX schedule still spans ``max_epochs``, so such a run ends
+        early on a schedule that had not decayed; for reduced protocols on a lent machine.
     augmentation
         ``"standard"``: the same for every model: random horizontal and vertical flips, rotations
         by multiples of 90 degrees and brightness/contrast jitter of +/-10%, drawn from
@@ -59,6 +64,7 @@ class TrainConfig:
     seed: int = 42
     pretrained: bool = False
     max_steps_per_epoch: int | None = None
+    max_time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

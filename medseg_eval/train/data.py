@@ -1,17 +1,17 @@
-"""Cases of a canonical dataset as tensors, the shipped folds, and the augmentation shared by every model."""
+"""Cases of a canonical dataset as tensors, the shipped folds, and the augmentation shared by every model.
+
+Only :func:`fold_ids` and :func:`load_cases` read the canonical dataset (polars, Hugging Face
+``datasets``), so they import it when called: the training loop runs with torch alone.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 import torch
 import torch.nn.functional as F
-
-from .. import load_dataset
-from ..datasets import get_spec, shipped_manifest
-from ..leaderboard.bundle import expected_manifest
 
 
 @dataclass
@@ -27,6 +27,11 @@ class Cases:
 
 def fold_ids(dataset: str, fold: int) -> tuple[list[str], list[str]]:
     """(training ids, held-out ids) of the shipped 5-fold split of ``dataset``'s training cases."""
+    import polars as pl
+
+    from ..datasets import get_spec, shipped_manifest
+    from ..leaderboard.bundle import expected_manifest
+
     spec = get_spec(dataset)
     manifest = shipped_manifest(spec.name)
     manifest = manifest if manifest is not None else expected_manifest(spec.name)
@@ -40,23 +45,40 @@ def fold_ids(dataset: str, fold: int) -> tuple[list[str], list[str]]:
 
 def load_cases(dataset: str, split: str, size: int, case_ids: list[str] | None = None) -> Cases:
     """Read ``split`` of the canonical dataset (only ``case_ids`` when given), resized to ``size`` x ``size``."""
+    from .. import load_dataset
+
     rows = load_dataset(dataset, split=split)
     if case_ids is not None:
         wanted = set(case_ids)
         rows = rows.select([i for i, c in enumerate(rows["case_id"]) if c in wanted])
+    return to_cases(((row["case_id"], np.asarray(row["image"].convert("RGB")), np.asarray(row["mask"]))
+                     for row in rows), size)
+
+
+def to_cases(items: Iterable[tuple[str, np.ndarray, np.ndarray]], size: int) -> Cases:
+    """:class:`Cases` from ``(case_id, RGB image [H, W, 3] uint8, label map [H, W])``, sorted by case id.
+
+    Images are scaled to [0, 1] and resized bilinearly, label maps by nearest neighbour.
+
+    Examples
+    --------
+    >>> cases = to_cases([("b", np.zeros((40, 50, 3), np.uint8), np.ones((40, 50), np.uint8)),
+    ...                   ("a", np.full((30, 30, 3), 255, np.uint8), np.zeros((30, 30), np.uint8))], 32)
+    >>> cases.case_ids, tuple(cases.images.shape), cases.sizes
+    (['a', 'b'], (2, 3, 32, 32), [(30, 30), (40, 50)])
+    """
     ids, images, masks, sizes = [], [], [], []
-    for row in rows:
-        image = np.asarray(row["image"].convert("RGB"), dtype=np.float32) / 255.0
-        mask = np.asarray(row["mask"], dtype=np.int64)
+    for case_id, image, mask in items:
+        mask = np.asarray(mask, dtype=np.int64)
         sizes.append(mask.shape)
-        ids.append(row["case_id"])
-        image_t = torch.from_numpy(image).permute(2, 0, 1)[None]
+        ids.append(case_id)
+        image_t = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
         images.append(F.interpolate(image_t, size=(size, size), mode="bilinear", align_corners=False)[0])
         masks.append(F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(size, size), mode="nearest")[0, 0]
                      .long())
     order = np.argsort(ids)
     return Cases([ids[i] for i in order], torch.stack([images[i] for i in order]),
-                 torch.stack([masks[i] for i in order]), [sizes[i] for i in order])
+                 torch.stack([masks[i] for i in order]), [tuple(sizes[i]) for i in order])
 
 
 def augment(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -23,7 +23,7 @@ from .. import evaluate, load_dataset
 from ..datasets import get_spec
 from ..metrics import label_components
 from ..results import Results
-from .run import resolve_device
+from .trainer import resolve_device
 from .zoo import PretrainedUnavailableError
 
 #: name: (transformers class, default Hub checkpoint)

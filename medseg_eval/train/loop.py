@@ -26,7 +26,8 @@ from .data import Cases, augment
 
 @dataclass
 class TrainReport:
-    """What a run did: per-epoch history (``epoch, train_loss, val_iou, lr``), best epoch and IoU, and how it ended."""
+    """What a run did: per-epoch history (``epoch, train_loss, val_iou, lr``), best epoch and IoU,
+    and how it ended (early stopping, or ``out_of_time`` when ``TrainConfig.max_time_s`` ran out)."""
 
     epochs_run: int
     best_epoch: int
@@ -36,6 +37,7 @@ class TrainReport:
     device: str
     wall_s: float
     resumed_from_epoch: int | None = None
+    out_of_time: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
@@ -57,6 +59,8 @@ def rex_factor(step: int, total: int) -> float:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic algorithms where it has them."""
+    # cuBLAS is deterministic only with a fixed workspace, read when it first starts (after this call).
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -166,7 +170,7 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
             torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
         resumed = state["epoch"]
     start = time.perf_counter()
-    stopped = False
+    stopped = out_of_time = False
     epochs = range(state["epoch"] + 1, config.max_epochs + 1)
     for epoch in tqdm(epochs, desc=f"{config.model} fold {config.fold}", disable=not progress, unit="epoch"):
         if state["bad_epochs"] >= config.patience:
@@ -215,8 +219,11 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
                          "state": state, "config": config.as_dict(),
                          "rng": {"torch": torch.get_rng_state(),
                                  "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}})
+        if config.max_time_s is not None and time.perf_counter() - start >= config.max_time_s:
+            out_of_time = epoch < config.max_epochs
+            break
     return TrainReport(state["epoch"], state["best_epoch"], state["best_iou"], stopped, amp_used, str(device),
-                       time.perf_counter() - start, resumed, state["history"])
+                       time.perf_counter() - start, resumed, out_of_time, state["history"])
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:

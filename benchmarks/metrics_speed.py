@@ -150,7 +150,8 @@ def lesion_benchmark(args: argparse.Namespace) -> None:
               f"max abs diff {np.abs(values - reference).max():.1e}")
     for name, mask in (("serpentine", snake(args.size, args.size)), ("spiral", spiral(args.size - 1))):
         batch = torch.from_numpy(mask)[None].to(args.device)
-        seconds, labels = _best_of(lambda: metrics.label_components(batch)[0].cpu().numpy(), args.repeats, batch.is_cuda)
+        seconds, labels = _best_of(lambda b=batch: metrics.label_components(b)[0].cpu().numpy(), args.repeats,
+                                   batch.is_cuda)
         start = time.perf_counter()
         expected = label(mask, connectivity=2)
         ref_s = time.perf_counter() - start

@@ -330,7 +330,7 @@ def _train(args: argparse.Namespace) -> int:
     config = (TrainConfig.from_file(args.config, **overrides) if args.config else
               TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
     run = train_fold(config, args.out, device=args.device, board_dir=args.board_dir, progress=not args.quiet,
-                     command=" ".join(["medseg-eval", *sys.argv[1:]]))
+                     command=" ".join(["medseg-eval", *sys.argv[1:]]), sweep_lr=args.sweep_lr)
     if run is None:  # not the first process of a torchrun launch
         return 0
     r = run.report
@@ -372,6 +372,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--image-size", type=int, help="training size (default 512)")
     train.add_argument("--batch-size", type=int, help="default 8")
     train.add_argument("--lr", type=float, help="one of the study's grid 1e-4, 5e-5, 1e-5 (default 1e-4)")
+    train.add_argument("--sweep-lr", action="store_true",
+                       help="train once per rate of the grid and keep the best on the held-out fold")
     train.add_argument("--seed", type=int, help="default 42")
     train.add_argument("--max-steps-per-epoch", type=int, help="cap the iterations per epoch (reduced protocols)")
     train.add_argument("--max-time", type=float, metavar="SECONDS",

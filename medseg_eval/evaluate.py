@@ -116,7 +116,7 @@ def evaluate(
     with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
     per_case, counts, lesion_rows = _score(
         predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
-        dict(convention=convention, percentile=percentile, tolerance=tolerance, empty=empty, lesions=lesions))
+        {"convention": convention, "percentile": percentile, "tolerance": tolerance, "empty": empty, "lesions": lesions})
     from . import __version__
 
     provenance.update({

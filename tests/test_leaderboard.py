@@ -151,10 +151,28 @@ def test_the_committed_boards_are_the_founding_study_and_rebuild_identically(tmp
     copy = tmp_path / "copy"
     shutil.copytree(committed, copy)
     leaderboard.build(copy)
-    for rel in ("index.html", "isic2018/README.md", "neopolyp/README.md", "camus/README.md"):
+    for rel in ("index.html", "isic2018/README.md", "neopolyp/README.md", "camus/README.md", "kvasir-seg/README.md"):
         assert (copy / rel).read_bytes() == (committed / rel).read_bytes(), f"{rel} is stale: rebuild the boards"
     isic = (committed / "isic2018" / "README.md").read_text()
     assert "| TransNeXt-Tiny + UPerHead | mDice (%) 91.9 ± 0.7 | 58 | arXiv 2603.13044" in isic
+
+
+def test_the_committed_kvasir_seg_runs_are_reproduced_bundles_that_say_how_they_were_made():
+    # The reduced protocol on a lent H200 (benchmarks/reduced_protocol.py): ten models, each bundle valid and
+    # carrying its command, device, wall time and full config; scored here against the pinned manifest.
+    bundles = sorted((REPO / "leaderboards" / "kvasir-seg").glob("*/meta.json"))
+    assert len(bundles) == 10
+    for path in bundles:
+        sub = leaderboard.validate(path.parent)
+        meta, run = sub.meta, sub.meta["config"]
+        assert meta["badge"] == "reproduced" and meta["split"] == "validation" and meta["provenance"]["manifest_pinned"]
+        assert run["command"].startswith("python -m benchmarks.reduced_protocol train --cases")
+        assert run["device"] == "NVIDIA H200" and run["wall_s"] > 0 and run["torch"].endswith("+cu130")
+        config = run["config"]
+        assert (config["dataset"], config["image_size"], config["max_epochs"], config["max_time_s"]) == (
+            "kvasir-seg", 256, 10, 18.0)
+        assert meta["model"] == (f"{config['model']} (reduced: fold 0, 256px, {run['report']['epochs_run']} epochs)")
+        assert sub.per_case.height == 120
 
 
 def test_cli_contract_submit_then_build_lists_each_model(env, tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -16,7 +17,19 @@ import torch
 
 from medseg_eval import leaderboard
 from medseg_eval.datasets import build as build_dataset
-from medseg_eval.train import LR_GRID, TrainConfig, list_models, model_info, rex_factor
+from medseg_eval.train import (
+    LR_GRID,
+    TrainConfig,
+    TrainReport,
+    build_model,
+    fit,
+    list_models,
+    model_info,
+    rex_factor,
+    seed_everything,
+    train_fold,
+)
+from medseg_eval.train.data import Cases
 
 STUDY_MODELS = ["unet", "hiformer-b", "missformer", "swin-umamba", "ukan-l", "segformer-b3", "segnext-l",
                 "vwformer-mit-b3", "vwformer-convnext-s", "internimage-t-upernet", "transnext-tiny-upernet"]
@@ -114,6 +127,53 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers(whole_run, synthetic
     assert a["state"]["history"] == b["state"]["history"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
     assert json.loads((tmp_path / "killed" / "run.json").read_text())["report"]["resumed_from_epoch"] == 1
+
+
+def test_the_learning_rate_sweep_keeps_the_best_rate_on_the_held_out_fold(synthetic_home, tmp_path, monkeypatch):
+    monkeypatch.setenv("MEDSEG_EVAL_HOME", str(synthetic_home))
+    config = TrainConfig(model="unet", dataset="synthetic-lesions", image_size=64, max_epochs=1, max_steps_per_epoch=3,
+                         lr_grid=(3e-4, 1e-5))
+    run = train_fold(config, tmp_path / "out", device="cpu", progress=False, sweep_lr=True)
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    sweep = record["lr_sweep"]
+    assert [row["lr"] for row in sweep] == [3e-4, 1e-5]
+    assert all((tmp_path / "out" / f"lr-{lr:g}" / "best.pt").is_file() for lr in (3e-4, 1e-5))
+    best = max(sweep, key=lambda row: row["best_iou"])
+    assert record["config"]["lr"] == best["lr"] and run.report.best_iou == best["best_iou"]
+    assert [p.name for p in (tmp_path / "out" / "board" / "synthetic-lesions").iterdir()] == [run.bundle.name]
+    assert json.loads((run.bundle / "meta.json").read_text())["config"]["config"]["lr"] == best["lr"]
+
+
+def _tiny_cases(n: int, seed: int) -> Cases:
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(n, 3, 32, 32, generator=g)
+    masks = (images.mean(1) > 0.5).long()
+    return Cases([f"c{i:02d}" for i in range(n)], images, masks, [(32, 32)] * n)
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_a_run_out_of_time_resumes_on_its_device_to_the_same_numbers(device, tmp_path):
+    # max_time_s=0 stops after the first epoch (as a kill after its checkpoint would); the rerun resumes.
+    # On CUDA the checkpoint's RNG states must come back as CPU tensors (a GPU session once failed here).
+    train, val = _tiny_cases(16, 0), _tiny_cases(8, 1)
+    config = TrainConfig(model="unet", dataset="synthetic-lesions", image_size=32, max_epochs=2, batch_size=4)
+
+    def run(out: Path, **changes) -> TrainReport:
+        seed_everything(config.seed)
+        model = build_model("unet", 1)
+        return fit(dataclasses.replace(config, **changes), model, train, val, out, device=torch.device(device),
+                   num_classes=2, amp=False, progress=False)
+
+    whole = run(tmp_path / "whole")
+    first = run(tmp_path / "cut", max_time_s=0.0)
+    assert (first.epochs_run, first.out_of_time, whole.out_of_time) == (1, True, False)
+    resumed = run(tmp_path / "cut")
+    assert (resumed.resumed_from_epoch, resumed.epochs_run) == (1, 2)
+    assert resumed.history == whole.history
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_two_processes_under_torchrun_share_each_batch(synthetic_home, tmp_path):

@@ -57,10 +57,10 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> s
     counts = dict(spec.splits if counts is None else counts)
     lines = ["---", yaml.safe_dump(front_matter(spec, counts), sort_keys=False, allow_unicode=True).rstrip(), "---", ""]
     lines += [f"# {spec.title}", "", spec.description.strip(), ""]
-    lines += ["Canonical copy built by medseg_eval from the official "
+    lines += [("Canonical copy built by medseg_eval from the official "
               f"release, builder version {spec.builder_version}. Load it with "
               f"`medseg_eval.load_dataset(\"{spec.name}\", split=\"{spec.test_split}\")` or "
-              "`datasets.load_dataset(<this folder or repo>)`.", ""]
+              "`datasets.load_dataset(<this folder or repo>)`."), ""]
     lines += ["## Classes", "", "| label | class |", "|---|---|"]
     lines += [f"| {i} | {c} |" for i, c in enumerate(spec.classes)]
     lines += ["", f"Resolution: {spec.resolution}. Spacing: "
@@ -71,10 +71,10 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> s
     lines += ["", "## Splits", "", "| split | cases |", "|---|---|"]
     lines += [f"| {s}{' (scored by default)' if s == spec.test_split else ''} | {counts.get(s, 0)} |" for s in spec.splits]
     lines += ["", spec.split_rule.strip(), "",
-              f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256) fixes every case's split and "
+              (f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256) fixes every case's split and "
               f"{spec.folds}-fold cross-validation fold (seed {spec.seed}; held-out cases have no fold). "
               "`mask_sha256` is the sha256 of `b\"<H> <W>\\n\"` followed by the decoded label map as uint8, row-major; "
-              f"`medseg-eval datasets verify {spec.name}` checks a copy against it.", ""]
+              f"`medseg-eval datasets verify {spec.name}` checks a copy against it."), ""]
     lines += ["## Source", "", f"Homepage: {spec.homepage}", "", "| file | sha256 |", "|---|---|"]
     lines += [f"| [{s.filename}]({s.url}) | {s.sha256 or 'unknown (not pinned)'} |" for s in spec.sources]
     notes = [s for s in spec.sources if s.note]

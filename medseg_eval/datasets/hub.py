@@ -44,7 +44,7 @@ def locate(spec: DatasetSpec, revision: str | None = None) -> Path:
 
 
 def load_dataset(name: str, split: str | None = None, revision: str | None = None, *,
-                 data_dir: str | Path | None = None) -> "datasets.Dataset | datasets.DatasetDict":
+                 data_dir: str | Path | None = None) -> datasets.Dataset | datasets.DatasetDict:
     """Load a dataset's canonical copy as a Hugging Face ``datasets.Dataset`` (or all splits as a ``DatasetDict``).
 
     Columns: ``case_id``, ``image`` and ``mask`` (PIL images; the mask's values are class ids),

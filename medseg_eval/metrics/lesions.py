@@ -19,6 +19,7 @@ A predicted object *hits* when it touches a lesion of its class (or is matched, 
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -383,12 +384,12 @@ def recall_by_size(lesions, size_bins: Sequence[float], *, size: str, classes: S
     import polars as pl
 
     edges = [float(e) for e in size_bins]
-    if len(edges) < 2 or any(a >= b for a, b in zip(edges, edges[1:])) or edges[0] < 0:
+    if len(edges) < 2 or any(a >= b for a, b in itertools.pairwise(edges)) or edges[0] < 0:
         raise ValueError(f"`size_bins` must be at least two increasing edges >= 0, but got {list(size_bins)}.")
     rows = []
     for cls in classes:
         of_class = lesions.filter(pl.col(class_column) == cls)
-        for low, high in zip(edges, edges[1:]):
+        for low, high in itertools.pairwise(edges):
             in_bin = of_class.filter((pl.col(size) >= low) & (pl.col(size) < high))
             n, hit = in_bin.height, int(in_bin["detected"].sum())
             rows.append({class_column: cls, "bin_low": low, "bin_high": high, "n_lesions": n, "n_detected": hit,

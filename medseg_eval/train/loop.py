@@ -160,7 +160,8 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
     resumed = None
     last = out_dir / "last.pt"
     if last.is_file():
-        checkpoint = torch.load(last, map_location=device, weights_only=False)
+        # On the CPU: RNG states must stay CPU byte tensors; the optimizer moves its state to the parameters.
+        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         scaler.load_state_dict(checkpoint["scaler"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ class FoldRun:
 
 
 def train_fold(config: TrainConfig, out_dir: str | Path, *, device: str = "auto", board_dir: str | Path | None = None,
-               progress: bool = True, command: str | None = None) -> FoldRun | None:
+               progress: bool = True, command: str | None = None, sweep_lr: bool = False) -> FoldRun | None:
     """Train ``config.model`` on the other folds of ``config.dataset``'s training cases and score it.
 
     Writes to ``out_dir``: ``last.pt`` / ``best.pt`` checkpoints (a rerun resumes), the held-out
@@ -42,6 +42,11 @@ def train_fold(config: TrainConfig, out_dir: str | Path, *, device: str = "auto"
     command, device, wall time) and a leaderboard bundle with the badge *reproduced* under
     ``board_dir`` (default ``out_dir/board``). Under ``torchrun`` the first process does all of
     that after training and the others return ``None``.
+
+    ``sweep_lr=True`` is the study's learning-rate selection: one run per rate of
+    ``config.lr_grid`` (in ``out_dir/lr-<rate>``, each resumable), and the rate whose best held-out
+    IoU is highest (the first of the grid on a tie) is scored and submitted; ``run.json`` lists
+    every rate's best IoU and epoch under ``lr_sweep``.
     """
     out_dir = Path(out_dir)
     spec = get_spec(config.dataset)
@@ -49,8 +54,18 @@ def train_fold(config: TrainConfig, out_dir: str | Path, *, device: str = "auto"
     train = load_cases(spec.name, "train", config.image_size, train_ids)
     held = load_cases(spec.name, "train", config.image_size, held_ids)
     test = load_cases(spec.name, spec.test_split, config.image_size)
-    trained = train_and_predict(config, train, held, test, spec.num_classes, out_dir, device=device,
-                                progress=progress, command=command)
+    if not sweep_lr:
+        trained = train_and_predict(config, train, held, test, spec.num_classes, out_dir, device=device,
+                                    progress=progress, command=command)
+    else:
+        runs = [train_and_predict(replace(config, lr=lr), train, held, test, spec.num_classes, out_dir / f"lr-{lr:g}",
+                                  device=device, progress=progress, command=command) for lr in config.lr_grid]
+        if runs[0] is None:
+            return None
+        trained = max(runs, key=lambda r: r.report.best_iou)  # max keeps the first of equals
+        trained.record["lr_sweep"] = [{"lr": lr, "best_iou": r.report.best_iou, "best_epoch": r.report.best_epoch}
+                                      for lr, r in zip(config.lr_grid, runs)]
+        config = TrainConfig(**trained.record["config"])
     if trained is None:
         return None
     (out_dir / "predictions").mkdir(exist_ok=True)
@@ -81,11 +96,16 @@ def score_fold(config: TrainConfig, out_dir: str | Path, held_out: dict[str, np.
     bundle = submit(test_results, name or f"{config.model} (fold {config.fold}, medseg_eval)",
                     board_dir or out_dir / "board", badge="reproduced", config=record,
                     parameters=round(record["parameters_m"], 2), seed=config.seed,
-                    training_protocol=f"medseg_eval.train: founding-study protocol, {config.max_epochs} epochs max, "
-                                      f"{config.image_size}px, fold {config.fold} held out",
+                    training_protocol=_protocol(config),
                     paper_url=None, code_url="https://github.com/medseg-eval/medseg_eval",
                     citation=info.paper)
     return FoldRun(out_dir, TrainReport(**record["report"]), held_results, test_results, bundle)
+
+
+def _protocol(config: TrainConfig) -> str:
+    budget = f", no epoch started after {config.max_time_s:g} s" if config.max_time_s is not None else ""
+    return (f"medseg_eval.train: founding-study protocol, {config.max_epochs} epochs max{budget}, {config.image_size}px, "
+            f"lr {config.lr:g}, fold {config.fold} held out")
 
 
 def _original_masks(dataset: str, case_ids: list[str]) -> list[np.ndarray]:

@@ -80,8 +80,8 @@ SPEC = register(DatasetSpec(
     source_folder="Dataset_BUSI_with_GT",
     builder=cases,
     holdout={"test": 0.2},
-    known_issues=("About 235 images are duplicated, and 8 lesions appear in both the benign and the malignant folder "
-                  "(Pawlowska et al., Data in Brief 2023): random image-level splits leak.",
+    known_issues=(("About 235 images are duplicated, and 8 lesions appear in both the benign and the malignant folder "
+                  "(Pawlowska et al., Data in Brief 2023): random image-level splits leak."),
                   "About 70 axilla images are filed as breast images; 295 images carry calipers or text overlays.",
                   "17 images have several masks (_mask_1, _mask_2), merged here."),
 ))

@@ -76,6 +76,6 @@ SPEC = register(DatasetSpec(
     holdout={"test": 0.2},
     manual_download="download CVC-ClinicDB from https://polyp.grand-challenge.org/CVCClinicDB/ and unpack the RAR "
                     "(e.g. `unrar x CVC-ClinicDB.rar`) so that a folder CVC-ClinicDB/ holds Original/ and Ground Truth/.",
-    known_issues=("Sequences come from 23-25 video studies whose mapping is not published; two sequences may "
-                  "share a patient, so the sequence-grouped split reduces leakage but cannot guarantee patient disjointness.",),
+    known_issues=(("Sequences come from 23-25 video studies whose mapping is not published; two sequences may "
+                  "share a patient, so the sequence-grouped split reduces leakage but cannot guarantee patient disjointness."),),
 ))

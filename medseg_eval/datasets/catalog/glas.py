@@ -83,7 +83,7 @@ SPEC = register(DatasetSpec(
     source_folder=_FOLDER,
     builder=cases,
     file_key=r"^((?:train|testA|testB)_\d+)",
-    known_issues=("The official split is not patient-disjoint: several patients have images in both training and test "
-                  "(Grade.csv). It is kept because results are compared on it.",
+    known_issues=(("The official split is not patient-disjoint: several patients have images in both training and test "
+                  "(Grade.csv). It is kept because results are compared on it."),
                   "Annotations are gland instances; the instance ids are dropped in the semantic mask."),
 ))

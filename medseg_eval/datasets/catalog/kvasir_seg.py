@@ -63,6 +63,6 @@ SPEC = register(DatasetSpec(
     source_folder="Kvasir-SEG",
     builder=cases,
     known_issues=("Masks are JPEG: edges hold intermediate grey levels, binarized at 128 here.",
-                  "Several images come from the same colonoscopy; with no grouping published, image-level "
-                  "splits may put near-duplicates on both sides."),
+                  ("Several images come from the same colonoscopy; with no grouping published, image-level "
+                  "splits may put near-duplicates on both sides.")),
 ))

@@ -10,8 +10,9 @@ Departures from the paper
 -------------------------
 * Layer scale starts at the paper's 1e-6; the VWFormer configs set 1.0, which only mattered there because the
   ImageNet checkpoint overwrites it.
-* Parameter names follow this module, so ImageNet weights (``IMAGENET_WEIGHTS``) need a key map; loading them is
-  not wired yet.
+* Parameter names follow this module; :func:`load_imagenet` maps the ImageNet-1k weights of ``IMAGENET_WEIGHTS``
+  (the official release, as transformers' ``ConvNextModel`` loads it). The per-stage output LayerNorms are not in
+  that classification checkpoint and start fresh, as in the paper's segmentation backbones.
 """
 
 from __future__ import annotations
@@ -23,9 +24,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .mit import DropPath
+from .weights import load_renamed, transformers_state_dict
 
-#: ImageNet-1k ConvNeXt-S weights (timm's port of the official release, Apache-2.0 / MIT); not loaded here yet.
-IMAGENET_WEIGHTS = "https://huggingface.co/timm/convnext_small.fb_in1k"
+#: transformers' ConvNextModel names -> this module's (its pooled-feature LayerNorm is dropped).
+_RENAMES = [(r"^embeddings\.patch_embeddings", "downsamples.0.0"), (r"^embeddings\.layernorm", "downsamples.0.1"),
+            (r"^encoder\.stages\.(\d+)\.downsampling_layer", r"downsamples.\1"),
+            (r"^encoder\.stages\.(\d+)\.layers\.(\d+)", r"stages.\1.\2"), (r"layer_scale_parameter", "gamma"),
+            (r"\.layernorm\.", ".norm."), (r"pwconv1", "fc1"), (r"pwconv2", "fc2")]
+
+#: ImageNet-1k ConvNeXt-S weights of the official release on the Hugging Face Hub (Apache-2.0).
+IMAGENET_WEIGHTS = "facebook/convnext-small-224"
 #: The same release as the predecessor study loaded it, through mmpretrain.
 MMPRETRAIN_WEIGHTS = ("https://download.openmmlab.com/mmclassification/v0/convnext/downstream/"
                       "convnext-small_3rdparty_32xb128-noema_in1k_20220301-303e75e3.pth")
@@ -114,3 +122,13 @@ def _init_weights(module: nn.Module) -> None:
 def convnext_s(*, drop_path_rate: float = 0.0) -> ConvNeXt:
     """ConvNeXt-S: depths (3, 3, 27, 3), widths (96, 192, 384, 768)."""
     return ConvNeXt(depths=(3, 3, 27, 3), dims=(96, 192, 384, 768), drop_path_rate=drop_path_rate)
+
+
+def load_imagenet(encoder: ConvNeXt, source: str = IMAGENET_WEIGHTS, *, model: str = "convnext-s") -> None:
+    """Load ConvNeXt ImageNet weights into ``encoder`` from ``source`` (Hub repo id or local folder), via transformers.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had,
+    and ``RuntimeError`` where they do not fit ``encoder`` (another ConvNeXt size).
+    """
+    load_renamed(encoder, transformers_state_dict("ConvNextModel", source, model), _RENAMES, drop=r"^layernorm\.",
+                 fresh=r"^norms\.")

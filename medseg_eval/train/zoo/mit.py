@@ -9,8 +9,9 @@ layers, which replaces positional encodings). The encoder returns the four featu
 Departures from the paper
 -------------------------
 * The softmax attention runs in fp32 even under autocast (``attention_fp32``); the paper's code trains in fp32.
-* Parameter names follow this module, not NVlabs/SegFormer, so ImageNet weights (``IMAGENET_WEIGHTS``) need a key
-  map; loading them is not wired yet.
+* Parameter names follow this module; :func:`load_imagenet` maps the ImageNet-1k weights of ``IMAGENET_WEIGHTS``
+  as transformers' ``SegformerModel`` loads them (keys and values fused into one projection here).
+* Block and stage LayerNorms use eps 1e-6 as NVlabs' code does (transformers uses 1e-5 there).
 """
 
 from __future__ import annotations
@@ -21,8 +22,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: ImageNet-1k MiT-B3 weights (NVIDIA Source Code License, research use); not loaded by this package yet.
-IMAGENET_WEIGHTS = "https://huggingface.co/nvidia/mit-b3"
+from .weights import load_renamed, transformers_state_dict
+
+#: ImageNet-1k MiT-B3 weights on the Hugging Face Hub (NVIDIA Source Code License, research use).
+IMAGENET_WEIGHTS = "nvidia/mit-b3"
+
+#: transformers' SegformerModel names -> this module's.
+_RENAMES = [(r"patch_embeddings\.proj", "embed"), (r"patch_embeddings\.layer_norm", "embed_norm"),
+            (r"layernorm_before", "norm1"), (r"layernorm_after", "norm2"), (r"attention\.q_proj", "attn.q"),
+            (r"attention\.o_proj", "attn.proj"), (r"attention\.sequence_reduction\.sequence_reduction", "attn.reduce"),
+            (r"attention\.sequence_reduction\.layer_norm", "attn.reduce_norm"), (r"mlp\.dwconv\.dwconv", "ffn.dwconv"),
+            (r"mlp\.fc", "ffn.fc"), (r"^(stages\.\d+)\.layer_norm", r"\1.norm")]
 
 
 def attention_fp32(q: Tensor, k: Tensor, v: Tensor) -> Tensor:
@@ -192,6 +202,21 @@ def _init_weights(module: nn.Module) -> None:
         fan_out = module.kernel_size[0] * module.kernel_size[1] * module.out_channels // module.groups
         nn.init.normal_(module.weight, std=(2.0 / fan_out) ** 0.5)
         nn.init.zeros_(module.bias)
+
+
+def load_imagenet(encoder: MixTransformer, source: str = IMAGENET_WEIGHTS, *, model: str = "mit-b3") -> None:
+    """Load MiT ImageNet weights into ``encoder`` from ``source`` (Hub repo id or local folder), via transformers.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had,
+    and torch's error where they do not fit ``encoder`` (another MiT size).
+    """
+    def fuse_kv(state: dict[str, Tensor]) -> dict[str, Tensor]:
+        for key in [k for k in state if ".attention.k_proj." in k]:
+            fused = key.replace("attention.k_proj", "attn.kv")
+            state[fused] = torch.cat([state.pop(key), state.pop(key.replace("k_proj", "v_proj"))])
+        return state
+
+    load_renamed(encoder, transformers_state_dict("SegformerModel", source, model), _RENAMES, merge=fuse_kv)
 
 
 def mit_b3(*, drop_path_rate: float = 0.1) -> MixTransformer:

@@ -11,8 +11,8 @@ Departures from the paper
 * The fusion layer is a 1x1 convolution + BatchNorm + ReLU and the classifier follows a 0.1 channel dropout, as in
   the authors' mmsegmentation head (the paper only says "MLP").
 * The encoder's attention softmax runs in fp32 under autocast (see ``mit.attention_fp32``).
-* ``pretrained=True`` raises ``PretrainedUnavailableError``: the ImageNet-1k MiT-B3 encoder weights live at
-  ``mit.IMAGENET_WEIGHTS`` (Hugging Face ``nvidia/mit-b3``) and loading them is not wired yet.
+* ``pretrained=True`` loads the MiT-B3 encoder's ImageNet-1k weights (``mit.IMAGENET_WEIGHTS``, Hugging Face
+  ``nvidia/mit-b3``) through transformers; the decoder starts fresh.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import mit
-from .registry import PretrainedUnavailableError, register
+from .registry import register
 
 PAPER = ("Xie, Wang, Yu, Anandkumar, Alvarez, Luo: SegFormer: Simple and Efficient Design for Semantic Segmentation "
          "with Transformers, NeurIPS 2021, arXiv:2105.15203")
@@ -81,11 +81,10 @@ class SegFormer(nn.Module):
 
 @register("segformer-b3", family="general", parameters_m=47, paper=PAPER, amp=True)
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """SegFormer-B3 with ``out_channels`` logit channels, randomly initialised."""
+    """SegFormer-B3 with ``out_channels`` logit channels; ``pretrained``: the MiT-B3 encoder's ImageNet-1k weights."""
     if out_channels < 1:
         raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
+    model = SegFormer(out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            f"segformer-b3: the ImageNet-1k MiT-B3 encoder weights live at {mit.IMAGENET_WEIGHTS}, but loading them "
-            "is not wired yet; build with pretrained=False.")
-    return SegFormer(out_channels)
+        mit.load_imagenet(model.encoder, model="segformer-b3")
+    return model

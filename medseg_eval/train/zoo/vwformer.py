@@ -42,9 +42,9 @@ Where this reconstruction may differ from the authors' code
 * The attention softmax runs in fp32 even under autocast (``mit.attention_fp32``).
 * BatchNorm, not SyncBatchNorm (convert with ``nn.SyncBatchNorm.convert_sync_batchnorm`` for multi-GPU DDP). As in
   theirs, the pooling branch normalises a 1 x 1 map, so training needs batches of at least 2 samples.
-* ``pretrained=True`` raises ``PretrainedUnavailableError``: ImageNet-1k encoder weights live at
-  ``mit.IMAGENET_WEIGHTS`` (Hugging Face ``nvidia/mit-b3``) and ``convnext.IMAGENET_WEIGHTS`` (Hugging Face
-  ``timm/convnext_small.fb_in1k``; the predecessor loaded ``convnext.MMPRETRAIN_WEIGHTS``); loading is not wired yet.
+* ``pretrained=True`` loads the encoder's ImageNet-1k weights through transformers: ``mit.IMAGENET_WEIGHTS``
+  (``nvidia/mit-b3``) or ``convnext.IMAGENET_WEIGHTS`` (``facebook/convnext-small-224``, the official release that
+  the predecessor study loaded through mmpretrain as ``convnext.MMPRETRAIN_WEIGHTS``). The decoder starts fresh.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import convnext, mit
-from .registry import PretrainedUnavailableError, register
+from .registry import register
 
 PAPER = ("Yan, Wu, Zhang: Multi-Scale Representations by Varying Window Attention for Semantic Segmentation, "
          "ICLR 2024, arXiv:2404.16573")
@@ -234,24 +234,26 @@ class VWFormer(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _check(name: str, out_channels: int, pretrained: bool, weights: str) -> None:
+def _check(out_channels: int) -> None:
     if out_channels < 1:
         raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
-    if pretrained:
-        raise PretrainedUnavailableError(f"{name}: the ImageNet-1k encoder weights live at {weights}, but loading "
-                                         "them is not wired yet; build with pretrained=False.")
 
 
 @register("vwformer-mit-b3", family="general", parameters_m=51, paper=PAPER, amp=True)
 def build_mit_b3(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """VWFormer on MiT-B3 with ``out_channels`` logit channels, randomly initialised."""
-    _check("vwformer-mit-b3", out_channels, pretrained, mit.IMAGENET_WEIGHTS)
-    return VWFormer(mit.mit_b3(drop_path_rate=0.1), out_channels, heads=1)
+    """VWFormer on MiT-B3 with ``out_channels`` logit channels; ``pretrained``: the encoder's ImageNet-1k weights."""
+    _check(out_channels)
+    encoder = mit.mit_b3(drop_path_rate=0.1)
+    if pretrained:
+        mit.load_imagenet(encoder, model="vwformer-mit-b3")
+    return VWFormer(encoder, out_channels, heads=1)
 
 
 @register("vwformer-convnext-s", family="general", parameters_m=57, paper=PAPER, amp=True)
 def build_convnext_s(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """VWFormer on ConvNeXt-S with ``out_channels`` logit channels, randomly initialised."""
-    _check("vwformer-convnext-s", out_channels, pretrained,
-           f"{convnext.IMAGENET_WEIGHTS} (the predecessor study loaded {convnext.MMPRETRAIN_WEIGHTS})")
-    return VWFormer(convnext.convnext_s(drop_path_rate=0.4), out_channels, heads=16)
+    """VWFormer on ConvNeXt-S with ``out_channels`` logit channels; ``pretrained``: the encoder's ImageNet-1k weights."""
+    _check(out_channels)
+    encoder = convnext.convnext_s(drop_path_rate=0.4)
+    if pretrained:
+        convnext.load_imagenet(encoder, model="vwformer-convnext-s")
+    return VWFormer(encoder, out_channels, heads=16)

@@ -9,6 +9,10 @@ relative difference between the two sets of numbers (it must be ~0).
 where the reference timings quoted in the issue were measured. ``--data drive`` uses real masks: DRIVE's 20 test images, the second observer scored
 against the first inside the field of view (both masked by it, for every library alike).
 
+``--data kvasir-predictions`` uses real predictions at full resolution: U-Net's and MISSFormer's from the
+reduced Kvasir-SEG runs (a few epochs, so ragged and scattered) on the 120 test images, against the release's
+masks (``benchmarks/data/kvasir_reduced_predictions.npz``; the masks from ``../shared/data``).
+
 ``--lesions`` times the lesion metrics instead (lesion recall, precision, F1, false-positive
 objects): 512x512 cases with 1-30 lesions of radii 1-40 px, against the tests' slow, obvious
 reference (skimage labels, Python loops over lesions and objects) and
@@ -21,14 +25,17 @@ Run from the repository root::
     python -m benchmarks.metrics_speed --cases 200
     python -m benchmarks.metrics_speed --lesions --cases 200
     python -m benchmarks.metrics_speed --data drive
+    python -m benchmarks.metrics_speed --data kvasir-predictions --repeats 1
     python -m benchmarks.metrics_speed --cases 1000 --batch 1000 --device cuda --skip-references
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,25 +47,38 @@ from tests.cases import Case, random_cases
 NAMES = ["dice", "hausdorff", "hd95", "assd", "nsd"]
 
 
-def _time_ours(pred: torch.Tensor, target: torch.Tensor, convention: str, batch: int, repeats: int) -> tuple[float, dict]:
+def _time_ours(batches: list[tuple[torch.Tensor, torch.Tensor]], convention: str, repeats: int) -> tuple[float, dict]:
+    """Best of ``repeats`` wall times for the batches ``(pred, target)`` in turn, and the values in case order."""
+    cuda = batches[0][0].is_cuda
+
     def run() -> dict:
-        parts = [
-            metrics.compute(pred[i:i + batch], target[i:i + batch], NAMES, convention=convention)
-            for i in range(0, len(pred), batch)
-        ]
+        parts = [metrics.compute(pred, target, NAMES, convention=convention) for pred, target in batches]
         return {m: torch.cat([p[m] for p in parts]) for m in NAMES}
 
     run()  # warm-up (allocations, CUDA context)
     best = float("inf")
     for _ in range(repeats):
-        if pred.is_cuda:
+        if cuda:
             torch.cuda.synchronize()
         start = time.perf_counter()
         out = run()
-        if pred.is_cuda:
+        if cuda:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
     return best, {m: v[:, 0].cpu().numpy() for m, v in out.items()}
+
+
+def kvasir_prediction_cases() -> list[Case]:
+    """Real predictions: two models of the reduced Kvasir-SEG runs (``leaderboards/kvasir-seg``) on the 120
+    test images at their own sizes (up to 1920x1072), against the release's masks; ordered by shape."""
+    from tests.real_data import kvasir_masks
+
+    with np.load(Path(__file__).parent / "data" / "kvasir_reduced_predictions.npz") as stored:
+        predictions = dict(stored)
+    truth = dict(kvasir_masks(ids=sorted({k.split("/", 1)[1] for k in predictions})))
+    cases = [Case((p > 0).astype(np.int64), truth[k.split("/", 1)[1]].astype(np.int64), 2, k)
+             for k, p in sorted(predictions.items()) if p.any()]
+    return sorted(cases, key=lambda c: c.target.shape)
 
 
 def _time_reference(convention: str, cases) -> tuple[float, dict]:
@@ -176,7 +196,8 @@ def _best_of(run, repeats: int, cuda: bool):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", choices=["synthetic", "baseline", "drive"], default="synthetic")
+    parser.add_argument("--data", choices=["synthetic", "baseline", "drive", "kvasir-predictions"],
+                        default="synthetic")
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
@@ -189,7 +210,9 @@ def main() -> None:
         lesion_benchmark(args)
         return
 
-    if args.data == "drive":
+    if args.data == "kvasir-predictions":
+        cases = kvasir_prediction_cases()
+    elif args.data == "drive":
         from tests.real_data import drive_test_pairs
 
         cases = [Case((second & fov).astype(np.int64), (first & fov).astype(np.int64), 2, "drive")
@@ -199,16 +222,22 @@ def main() -> None:
                      else random_cases(args.cases * 2, seed=0, shape=(args.size, args.size)))
         # Cases whose masks are both non-empty, so that every library returns a number.
         cases = [c for c in generated if c.num_classes == 2 and c.pred.any() and c.target.any()][: args.cases]
-    # Label maps as they are stored (uint8); conversions stay outside the timed region for everyone.
-    pred = torch.from_numpy(np.stack([c.pred for c in cases]).astype(np.uint8)).to(args.device)
-    target = torch.from_numpy(np.stack([c.target for c in cases]).astype(np.uint8)).to(args.device)
-    device = torch.cuda.get_device_name() if pred.is_cuda else f"CPU ({torch.get_num_threads()} threads)"
-    height, width = cases[0].target.shape
-    print(f"{len(cases)} {args.data} cases of {height}x{width}, one class; torch {torch.__version__} on {device}; "
+    # Label maps as they are stored (uint8); conversions stay outside the timed region for everyone. Batches of
+    # `--batch` cases of one shape (cases of different shapes, as in evaluate, in batches of their own).
+    batches = []
+    for _, group in itertools.groupby(cases, key=lambda c: c.target.shape):
+        group = list(group)
+        for i in range(0, len(group), args.batch):
+            batches.append(tuple(torch.from_numpy(np.stack([getattr(c, a) for c in group[i:i + args.batch]])
+                                                  .astype(np.uint8)).to(args.device) for a in ("pred", "target")))
+    device = torch.cuda.get_device_name() if batches[0][0].is_cuda else f"CPU ({torch.get_num_threads()} threads)"
+    shapes = sorted({c.target.shape for c in cases})
+    size = f"{shapes[0][0]}x{shapes[0][1]}" if len(shapes) == 1 else f"{len(shapes)} sizes up to {max(shapes)[0]}x{max(shapes)[1]}"
+    print(f"{len(cases)} {args.data} cases of {size}, one class; torch {torch.__version__} on {device}; "
           f"python {platform.python_version()}")
     print(f"{'convention':<18}{'medseg_eval cases/s':>21}{'reference cases/s':>19}{'ratio':>8}{'max rel diff':>14}")
     for convention in ("surface-distance", "monai", "medpy"):
-        ours_s, ours = _time_ours(pred, target, convention, args.batch, args.repeats)
+        ours_s, ours = _time_ours(batches, convention, args.repeats)
         ours_rate = len(cases) / ours_s
         if args.skip_references:
             print(f"{convention:<18}{ours_rate:>21.1f}")

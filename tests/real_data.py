@@ -40,11 +40,12 @@ def drive_test_pairs() -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
     return pairs
 
 
-def kvasir_masks(count: int) -> list[tuple[str, np.ndarray]]:
-    """The first ``count`` Kvasir-SEG masks (sorted by id), binarized at 128 as JPEG masks need."""
+def kvasir_masks(count: int | None = None, ids: list[str] | None = None) -> list[tuple[str, np.ndarray]]:
+    """The first ``count`` Kvasir-SEG masks (sorted by id), or those of ``ids``, binarized at 128 as JPEG masks need."""
     masks = require("kvasir-seg/Kvasir-SEG/masks")
+    paths = [masks / f"{i}.jpg" for i in ids] if ids is not None else sorted(masks.glob("*.jpg"))[:count]
     out = []
-    for path in sorted(masks.glob("*.jpg"))[:count]:
+    for path in paths:
         image = _image(path)
         out.append((path.stem, (image if image.ndim == 2 else image[..., 0]) >= 128))
     return out

@@ -1,10 +1,11 @@
-"""Fixtures shared by the dataset tests."""
+"""Fixtures shared by the tests: dataset homes."""
 
 from __future__ import annotations
 
 import pytest
 
 from medseg_eval.cli import main
+from medseg_eval.datasets import build as build_dataset
 
 from .real_data import require
 
@@ -26,4 +27,14 @@ def real_home(tmp_path_factory):
         mp.setenv("MEDSEG_EVAL_HOME", str(path))
         assert main(["datasets", "build", "kvasir-seg", "--source", str(kvasir.parent), "--quiet"]) == 0
         assert main(["datasets", "build", "drive", "--source", str(drive.parent), "--quiet"]) == 0
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_home(tmp_path_factory):
+    """A home with synthetic-lesions built (generated offline), shared by the trainer and leaderboard tests."""
+    path = tmp_path_factory.mktemp("synthetic-home")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDSEG_EVAL_HOME", str(path))
+        build_dataset("synthetic-lesions", progress=False)
     return path

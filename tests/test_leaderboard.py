@@ -13,19 +13,17 @@ import pytest
 import medseg_eval
 from medseg_eval import leaderboard
 from medseg_eval.cli import main
-from medseg_eval.datasets import build as build_dataset
 from medseg_eval.leaderboard.founding_study import REPORTED, seed_reported
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def scored(tmp_path_factory):
+def scored(synthetic_home):
     """Three threshold "models" scored on synthetic-lesions' test split (20 cases), saved, with their predictions."""
-    home = tmp_path_factory.mktemp("home")
+    home = synthetic_home
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDSEG_EVAL_HOME", str(home))
-        build_dataset("synthetic-lesions", progress=False)
         test = medseg_eval.load_dataset("synthetic-lesions", split="test")
         images = {row["case_id"]: np.asarray(row["image"]) for row in test}
         out = {}

@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from medseg_eval import leaderboard
-from medseg_eval.datasets import build as build_dataset
 from medseg_eval.train import (
     LR_GRID,
     TrainConfig,
@@ -29,7 +28,7 @@ from medseg_eval.train import (
     seed_everything,
     train_fold,
 )
-from medseg_eval.train.data import Cases
+from medseg_eval.train.data import Cases, to_cases
 
 STUDY_MODELS = ["unet", "hiformer-b", "missformer", "swin-umamba", "ukan-l", "segformer-b3", "segnext-l",
                 "vwformer-mit-b3", "vwformer-convnext-s", "internimage-t-upernet", "transnext-tiny-upernet"]
@@ -58,20 +57,30 @@ def test_config_has_the_study_defaults_and_rejects_unknown_keys(tmp_path):
         TrainConfig(model="unet", dataset="camus", fold=5)
 
 
+@pytest.mark.parametrize("changes", [{"lr": 0.0}, {"lr_grid": ()}, {"lr_grid": (1e-4, -1e-5)}, {"max_time_s": -1.0},
+                                     {"fold": 5}, {"image_size": 100}])
+def test_config_rejects_values_that_would_fail_later(changes):
+    with pytest.raises(ValueError, match="must"):
+        TrainConfig(model="unet", dataset="synthetic-lesions", **changes)
+
+
+@pytest.mark.parametrize("name", STUDY_MODELS)
+@pytest.mark.parametrize("num_classes", [0, -1, 2.0, True])
+def test_build_model_rejects_a_class_count_that_is_not_a_positive_integer(name, num_classes):
+    with pytest.raises(ValueError, match=f"{name}: num_classes must be a positive integer"):
+        build_model(name, num_classes)
+
+
+def test_no_cases_is_a_clear_error():
+    with pytest.raises(ValueError, match="no cases"):
+        to_cases([], 32)
+
+
 def test_rex_schedule():
     assert rex_factor(0, 10) == 1.0 and rex_factor(10, 10) == 0.0
     factors = [rex_factor(s, 10) for s in range(11)]
     assert all(a > b for a, b in itertools.pairwise(factors))
     assert rex_factor(5, 10) == pytest.approx(0.5 / 0.75)
-
-
-@pytest.fixture(scope="module")
-def synthetic_home(tmp_path_factory):
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDSEG_EVAL_HOME", str(home))
-        build_dataset("synthetic-lesions", progress=False)
-    return home
 
 
 def _train(out: Path, home: Path, epochs: int) -> subprocess.Popen:

@@ -76,6 +76,11 @@ class TrainConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be at least 1, got {getattr(self, name)}.")
         self.lr_grid = tuple(self.lr_grid)
+        if not self.lr > 0 or not self.lr_grid or not all(lr > 0 for lr in self.lr_grid):
+            raise ValueError(f"`lr` and every rate of `lr_grid` must be positive (lr_grid not empty), got lr={self.lr}, "
+                             f"lr_grid={self.lr_grid}; the study's grid is {LR_GRID}.")
+        if self.max_time_s is not None and self.max_time_s < 0:
+            raise ValueError(f"`max_time_s` must be None or at least 0 seconds, got {self.max_time_s}.")
         self.normalization = tuple(self.normalization)
 
     def as_dict(self) -> dict[str, Any]:

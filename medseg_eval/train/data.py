@@ -76,6 +76,8 @@ def to_cases(items: Iterable[tuple[str, np.ndarray, np.ndarray]], size: int) -> 
         images.append(F.interpolate(image_t, size=(size, size), mode="bilinear", align_corners=False)[0])
         masks.append(F.interpolate(torch.from_numpy(mask)[None, None].float(), size=(size, size), mode="nearest")[0, 0]
                      .long())
+    if not ids:
+        raise ValueError("no cases to train or predict on: the split (or the case ids asked for) is empty.")
     order = np.argsort(ids)
     return Cases([ids[i] for i in order], torch.stack([images[i] for i in order]),
                  torch.stack([masks[i] for i in order]), [tuple(sizes[i]) for i in order])

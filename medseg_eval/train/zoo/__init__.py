@@ -53,7 +53,11 @@ def build_model(name: str, num_classes: int, *, pretrained: bool = False) -> nn.
 
     The module maps ``[B, 3, H, W]`` to logits ``[B, num_classes, H, W]`` for ``H``, ``W`` multiples of 32.
     """
-    return model_info(name).builder(num_classes, pretrained=pretrained)
+    info = model_info(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"{name}: num_classes must be a positive integer (the class count with background, or 1 "
+                         f"for a binary task trained with BCE), got {num_classes!r}.")
+    return info.builder(num_classes, pretrained=pretrained)
 
 
 __all__ = ["MODULES", "REGISTRY", "ModelInfo", "PretrainedUnavailableError", "build_model", "list_models",

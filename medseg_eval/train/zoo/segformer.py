@@ -82,8 +82,6 @@ class SegFormer(nn.Module):
 @register("segformer-b3", family="general", parameters_m=47, paper=PAPER, amp=True)
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
     """SegFormer-B3 with ``out_channels`` logit channels; ``pretrained``: the MiT-B3 encoder's ImageNet-1k weights."""
-    if out_channels < 1:
-        raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
     model = SegFormer(out_channels)
     if pretrained:
         mit.load_imagenet(model.encoder, model="segformer-b3")

@@ -302,8 +302,6 @@ class SegNeXt(nn.Module):
 @register("segnext-l", family="general", parameters_m=49, paper=PAPER, amp=False)
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
     """SegNeXt-L with ``out_channels`` logit channels, randomly initialised."""
-    if out_channels < 1:
-        raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
     if pretrained:
         raise PretrainedUnavailableError(
             f"segnext-l: the ImageNet-1k MSCAN-L encoder weights live at {IMAGENET_WEIGHTS}, but loading them is not "

@@ -377,8 +377,6 @@ class SwinUMamba(nn.Module):
 @register("swin-umamba", family="specialized", parameters_m=60, paper=PAPER, amp=True)
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
     """Swin-UMamba with ``out_channels`` logit channels, randomly initialised."""
-    if out_channels < 1:
-        raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
     if pretrained:
         raise PretrainedUnavailableError(
             f"swin-umamba: the ImageNet-1k encoder weights are {IMAGENET_WEIGHTS}; loading them is not wired yet, "

@@ -234,15 +234,9 @@ class VWFormer(nn.Module):
         return F.interpolate(logits, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _check(out_channels: int) -> None:
-    if out_channels < 1:
-        raise ValueError(f"Expected out_channels to be a positive integer, but got {out_channels}.")
-
-
 @register("vwformer-mit-b3", family="general", parameters_m=51, paper=PAPER, amp=True)
 def build_mit_b3(out_channels: int, *, pretrained: bool = False) -> nn.Module:
     """VWFormer on MiT-B3 with ``out_channels`` logit channels; ``pretrained``: the encoder's ImageNet-1k weights."""
-    _check(out_channels)
     encoder = mit.mit_b3(drop_path_rate=0.1)
     if pretrained:
         mit.load_imagenet(encoder, model="vwformer-mit-b3")
@@ -252,7 +246,6 @@ def build_mit_b3(out_channels: int, *, pretrained: bool = False) -> nn.Module:
 @register("vwformer-convnext-s", family="general", parameters_m=57, paper=PAPER, amp=True)
 def build_convnext_s(out_channels: int, *, pretrained: bool = False) -> nn.Module:
     """VWFormer on ConvNeXt-S with ``out_channels`` logit channels; ``pretrained``: the encoder's ImageNet-1k weights."""
-    _check(out_channels)
     encoder = convnext.convnext_s(drop_path_rate=0.4)
     if pretrained:
         convnext.load_imagenet(encoder, model="vwformer-convnext-s")

@@ -326,7 +326,8 @@ def _train(args: argparse.Namespace) -> int:
 
     overrides = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "max_epochs": args.epochs,
                  "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
-                 "max_steps_per_epoch": args.max_steps_per_epoch, "max_time_s": args.max_time, "pretrained": args.pretrained or None}
+                 "max_steps_per_epoch": args.max_steps_per_epoch, "max_time_s": args.max_time, "pretrained": args.pretrained or None,
+                 "checkpoint": args.checkpoint}
     config = (TrainConfig.from_file(args.config, **overrides) if args.config else
               TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
     run = train_fold(config, args.out, device=args.device, board_dir=args.board_dir, progress=not args.quiet,
@@ -365,7 +366,8 @@ def _zero_shot(args: argparse.Namespace) -> int:
 def _add_train(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train a model of the founding study under its protocol, "
                                               "score it and write a reproduced bundle")
-    train.add_argument("model", help="a model of medseg_eval.train.list_models()")
+    train.add_argument("model", help="a model of medseg_eval.train.list_models(), or sam, medsam, sam2 (fine-tuned "
+                                     "with ground-truth box prompts)")
     train.add_argument("--dataset", required=True)
     train.add_argument("--fold", type=int, default=0, help="held-out fold of the shipped 5-fold split (0-4)")
     train.add_argument("--epochs", type=int, help="maximum epochs (default 150)")
@@ -379,6 +381,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--max-time", type=float, metavar="SECONDS",
                        help="stop training after the epoch in which this wall-clock budget runs out (reduced protocols)")
     train.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs network)")
+    train.add_argument("--checkpoint", help="sam, medsam, sam2: the weights to fine-tune, a Hub id or folder "
+                                            "(default: the model's reference checkpoint)")
     train.add_argument("--config", help="JSON or YAML config; the options above override it")
     train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     train.add_argument("--board-dir", help="where the bundle goes (default OUT/board)")

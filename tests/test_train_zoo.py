@@ -14,8 +14,8 @@ MODELS = list_models()
 #: What each error message must name: where the ImageNet weights live (U-KAN has none).
 #: Models whose ImageNet weights are not wired: the error names where they live. (segformer-b3 and both VWFormers
 #: load theirs through transformers: tests/test_train_pretrained.py.)
+# Models whose ImageNet weights have no loader here (the others': tests/test_train_pretrained.py).
 WEIGHTS_NAMED = {
-    "unet": "VGG13_Weights.IMAGENET1K_V1", "hiformer-b": "swin_tiny_patch4_window7_224", "missformer": "nvidia/mit-b1",
     "swin-umamba": "vmamba_tiny_e292.pth", "ukan-l": "trained from scratch", "segnext-l": "cloud.tsinghua.edu.cn",
     "internimage-t-upernet": "Hugging Face", "transnext-tiny-upernet": "Hugging Face",
 }

@@ -18,7 +18,8 @@ class TrainConfig:
     Attributes
     ----------
     model, dataset, fold
-        Architecture (``medseg_eval.train.list_models()``), registered dataset, and the held-out
+        Architecture (``medseg_eval.train.list_models()``, or a generalist ``sam``, ``medsam``,
+        ``sam2`` fine-tuned with ground-truth box prompts), registered dataset, and the held-out
         fold (0-4) of the shipped 5-fold split of the training cases: trained on the other four,
         early-stopped and checkpointed on it.
     image_size
@@ -39,6 +40,10 @@ class TrainConfig:
         after the epoch in which it runs out, as Lightning's ``max_time`` does, and the report says
         so (``out_of_time``). The REX schedule still spans ``max_epochs``, so such a run ends
         early on a schedule that had not decayed; for reduced protocols on a lent machine.
+    pretrained, checkpoint
+        ImageNet weights for the zoo's models (``pretrained``). A generalist always starts from
+        ``checkpoint`` (a Hub id or a local folder in ``save_pretrained`` layout; ``None``: its
+        reference checkpoint), so ``pretrained`` is true for it: fine-tuning is what it is for.
     augmentation
         ``"standard"``: the same for every model: random horizontal and vertical flips, rotations
         by multiples of 90 degrees and brightness/contrast jitter of +/-10%, drawn from
@@ -63,6 +68,7 @@ class TrainConfig:
     normalization: tuple[float, float] = (0.5, 0.5)
     seed: int = 42
     pretrained: bool = False
+    checkpoint: str | None = None
     max_steps_per_epoch: int | None = None
     max_time_s: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +88,13 @@ class TrainConfig:
         if self.max_time_s is not None and self.max_time_s < 0:
             raise ValueError(f"`max_time_s` must be None or at least 0 seconds, got {self.max_time_s}.")
         self.normalization = tuple(self.normalization)
+        from .generalist import GENERALISTS
+
+        if self.model in GENERALISTS:
+            self.pretrained = True
+        elif self.checkpoint is not None:
+            raise ValueError(f"`checkpoint` is for the generalists ({', '.join(GENERALISTS)}); {self.model} takes "
+                             "ImageNet weights with `pretrained`.")
 
     def as_dict(self) -> dict[str, Any]:
         """Every field as JSON-able values."""

@@ -106,15 +106,28 @@ def pooled_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> fl
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, images: torch.Tensor, device: torch.device, batch_size: int,
-                   amp: bool) -> torch.Tensor:
-    """Logits of ``images`` (on the CPU), batch by batch, in eval mode."""
+                   amp: bool, masks: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits of ``images`` (on the CPU), batch by batch, in eval mode.
+
+    A prompted model (``model.prompted``, the generalists) also gets ``masks``, the label maps its
+    prompts are drawn from.
+    """
     model.eval()
     out = []
     for start in range(0, images.shape[0], batch_size):
-        x = images[start:start + batch_size].to(device)
+        part = slice(start, start + batch_size)
         with _autocast(device, amp):
-            out.append(model(x).float().cpu())
+            out.append(_forward(model, images[part], masks[part] if masks is not None else None, device).float().cpu())
     return torch.cat(out)
+
+
+def _forward(net: nn.Module, images: torch.Tensor, masks: torch.Tensor | None, device: torch.device) -> torch.Tensor:
+    prompted = getattr(net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net, "prompted", False)
+    if not prompted:
+        return net(images.to(device))
+    if masks is None:
+        raise ValueError("a prompted model (SAM, MedSAM, SAM 2) needs the masks its box prompts come from.")
+    return net(images.to(device), masks.to(device))
 
 
 @contextmanager
@@ -192,7 +205,7 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * rex_factor(state["step"], total_steps)
             with _autocast(device, amp_used):
-                logits = net(images.to(device))
+                logits = _forward(net, images, masks, device)
             loss = loss_fn(logits, masks.to(device), kind)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"{config.model}: the loss is {loss.item()} at epoch {epoch}, step {i}; "
@@ -204,7 +217,7 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
             state["step"] += 1
             losses.append(loss.item())
         val_logits = predict_logits(model, (val.images - config.normalization[0]) / config.normalization[1], device,
-                                    config.batch_size, amp_used)
+                                    config.batch_size, amp_used, val.masks)
         iou = pooled_iou(to_labels(val_logits, kind), val.masks, num_classes)
         state["history"].append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_iou": iou,
                                  "lr": optimizer.param_groups[0]["lr"]})

@@ -16,6 +16,7 @@ from ..leaderboard import submit
 from ..results import Results
 from .config import TrainConfig
 from .data import fold_ids, load_cases
+from .generalist import GENERALISTS
 from .loop import TrainReport
 from .trainer import train_and_predict
 from .zoo import model_info
@@ -81,11 +82,11 @@ def score_fold(config: TrainConfig, out_dir: str | Path, held_out: dict[str, np.
     ``held_out`` is scored against the held-out fold's masks (``results/held-out``), ``test``
     against the test split (``results/test``); ``record`` (what :func:`train_and_predict`
     returned) becomes ``run.json`` and the bundle's config, badge *reproduced*, under ``board_dir``
-    (default ``out_dir/board``) as ``name`` (default ``"<model> (fold <k>, medseg_eval)"``).
+    (default ``out_dir/board``) as ``name`` (default ``"<model> (fold <k>, medseg_eval)"``; a generalist's says it was fine-tuned with
+    ground-truth boxes).
     """
     out_dir = Path(out_dir)
     spec = get_spec(config.dataset)
-    info = model_info(config.model)
     held_ids = sorted(held_out)
     truth = dict(zip(held_ids, _original_masks(spec.name, held_ids)))
     held_results = evaluate(held_out, targets=truth, num_classes=spec.num_classes, progress=False)
@@ -93,19 +94,23 @@ def score_fold(config: TrainConfig, out_dir: str | Path, held_out: dict[str, np.
     test_results = evaluate(test, spec.name, progress=False)
     test_results.save(out_dir / "results" / "test")
     atomic_write_text(out_dir / "run.json", json.dumps(record, indent=2, default=str) + "\n")
-    bundle = submit(test_results, name or f"{config.model} (fold {config.fold}, medseg_eval)",
+    generalist = config.model in GENERALISTS
+    default_name = (f"{config.model} (fine-tuned, ground-truth boxes, fold {config.fold})" if generalist
+                    else f"{config.model} (fold {config.fold}, medseg_eval)")
+    bundle = submit(test_results, name or default_name,
                     board_dir or out_dir / "board", badge="reproduced", config=record,
                     parameters=round(record["parameters_m"], 2), seed=config.seed,
                     training_protocol=_protocol(config),
                     paper_url=None, code_url="https://github.com/medseg-eval/medseg_eval",
-                    citation=info.paper)
+                    citation=GENERALISTS[config.model].paper if generalist else model_info(config.model).paper)
     return FoldRun(out_dir, TrainReport(**record["report"]), held_results, test_results, bundle)
 
 
 def _protocol(config: TrainConfig) -> str:
     budget = f", no epoch started after {config.max_time_s:g} s" if config.max_time_s is not None else ""
+    prompts = ", ground-truth box prompts (oracle)" if config.model in GENERALISTS else ""
     return (f"medseg_eval.train: founding-study protocol, {config.max_epochs} epochs max{budget}, {config.image_size}px, "
-            f"lr {config.lr:g}, fold {config.fold} held out")
+            f"lr {config.lr:g}, fold {config.fold} held out{prompts}")
 
 
 def _original_masks(dataset: str, case_ids: list[str]) -> list[np.ndarray]:

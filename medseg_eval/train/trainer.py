@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .. import __version__
 from .config import TrainConfig
 from .data import Cases
+from .generalist import GENERALISTS, ORACLE_PROMPTS, build_generalist
 from .loop import TrainReport, distributed, fit, predict_logits, seed_everything, to_labels
 from .zoo import build_model, model_info
 
@@ -32,7 +33,7 @@ def predict_labels(model: torch.nn.Module, cases: Cases, config: TrainConfig, de
                    amp: bool) -> dict[str, np.ndarray]:
     """Predicted label maps at each case's own size (logits resized bilinearly before the decision)."""
     logits = predict_logits(model, (cases.images - config.normalization[0]) / config.normalization[1], device,
-                            config.batch_size, amp)
+                            config.batch_size, amp, cases.masks)
     out = {}
     for case_id, case_logits, size in zip(cases.case_ids, logits, cases.sizes):
         resized = F.interpolate(case_logits[None], size=size, mode="bilinear", align_corners=False)
@@ -61,13 +62,18 @@ def train_and_predict(config: TrainConfig, train: Cases, held: Cases, test: Case
     Under ``torchrun`` the processes other than the first return ``None`` after training.
     """
     out_dir = Path(out_dir)
-    info = model_info(config.model)
     dev = resolve_device(device)
     kind = config.loss or ("bce" if num_classes == 2 else "ce")
-    amp = info.amp if config.amp is None else config.amp
+    out_channels = 1 if kind == "bce" else num_classes
     seed_everything(config.seed)
     started = time.perf_counter()
-    model = build_model(config.model, 1 if kind == "bce" else num_classes, pretrained=config.pretrained)
+    if config.model in GENERALISTS:
+        model = build_generalist(config.model, out_channels, checkpoint=config.checkpoint,
+                                 normalization=config.normalization)
+        amp = True if config.amp is None else config.amp
+    else:
+        model = build_model(config.model, out_channels, pretrained=config.pretrained)
+        amp = model_info(config.model).amp if config.amp is None else config.amp
     report = fit(config, model, train, held, out_dir, device=dev, num_classes=num_classes, amp=amp,
                  progress=progress)
     rank, world = distributed()
@@ -86,6 +92,9 @@ def train_and_predict(config: TrainConfig, train: Cases, held: Cases, test: Case
                               "wall_s": time.perf_counter() - started, "amp": amp, "loss": kind,
                               "parameters_m": sum(p.numel() for p in model.parameters()) / 1e6,
                               "package_version": __version__}
+    if config.model in GENERALISTS:
+        record["generalist"] = {"model": config.model, "checkpoint": config.checkpoint or GENERALISTS[config.model].checkpoint,
+                                "prompts": ORACLE_PROMPTS + ", in training and prediction", "fine_tuned": True}
     return Trained(report, held_preds, test_preds, record)
 
 

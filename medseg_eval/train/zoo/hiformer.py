@@ -40,11 +40,14 @@ Departures from the paper's code
 
 Pretrained weights
 ------------------
-HiFormer starts from ImageNet weights: Swin-T ``swin_tiny_patch4_window7_224.pth``
-(https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth, stages
-1-3 and the first two patch mergings) and torchvision ``ResNet50_Weights.IMAGENET1K_V1``
-(https://download.pytorch.org/models/resnet50-0676ba61.pth). Loading them is not wired yet:
-``pretrained=True`` raises :class:`~medseg_eval.train.zoo.registry.PretrainedUnavailableError`.
+HiFormer starts from ImageNet weights: Swin-T stages 1-3 and the first two patch mergings, and the ResNet-50
+stem and stages 1-3. ``pretrained=True`` loads them through transformers from the Hugging Face Hub:
+``microsoft/swin-tiny-patch4-window7-224`` is the authors' ``swin_tiny_patch4_window7_224.pth`` converted,
+as HiFormer uses. ``microsoft/resnet-50`` is a ResNet-50 v1.5 (stride in the 3x3 convolution, like ours and
+torchvision's) trained on ImageNet-1k by timm's recipe, where the paper's code takes torchvision's
+``ResNet50_Weights.IMAGENET1K_V1``: same architecture, other weights (torchvision does not install beside
+every torch build, and transformers hosts no copy of those). The level projections, the DLF and the decoder
+start from scratch, as in the paper.
 """
 
 from __future__ import annotations
@@ -54,7 +57,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mit import drop_path
-from .registry import PretrainedUnavailableError, register
+from .registry import register
+from .weights import load_renamed, transformers_state_dict
+
+#: ImageNet weights of the two branches (Hub repos, through transformers).
+SWIN_WEIGHTS = "microsoft/swin-tiny-patch4-window7-224"
+RESNET_WEIGHTS = "microsoft/resnet-50"
 
 #: Swin stages 1-3 of Swin-T: widths, depths, heads.
 SWIN_DIMS = (96, 192, 384)
@@ -295,11 +303,44 @@ class HiFormer(nn.Module):
           paper="Heidari, Kazerouni, Soltany, Azad, Aghdam, Cohen-Adad, Merhof, HiFormer: Hierarchical Multi-scale "
                 "Representations Using Transformers for Medical Image Segmentation, WACV 2023, arXiv:2207.08518")
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """HiFormer-B with ``out_channels`` logits, working at 224x224, initialised from scratch."""
+    """HiFormer-B with ``out_channels`` logits, working at 224x224; both branches ImageNet-initialised when ``pretrained``."""
+    model = HiFormer(out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            "hiformer-b: the ImageNet start needs Swin-T (swin_tiny_patch4_window7_224.pth, "
-            "https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth) "
-            "and torchvision's ResNet50_Weights.IMAGENET1K_V1 (https://download.pytorch.org/models/"
-            "resnet50-0676ba61.pth); loading them is not wired yet. Build it with pretrained=False.")
-    return HiFormer(out_channels)
+        load_imagenet(model)
+    return model
+
+
+# transformers' ResNetModel and SwinModel names -> ours (after the "resnet." / "swin." prefixes load_imagenet adds).
+_RENAMES = [
+    (r"^resnet\.embedder\.embedder\.convolution", "stem.0"), (r"^resnet\.embedder\.embedder\.normalization", "stem.1"),
+    (r"^resnet\.encoder\.stages\.(\d)\.layers\.(\d+)\.", r"cnn.\1.\2."),
+    (r"\.layer\.0\.convolution", ".body.0"), (r"\.layer\.0\.normalization", ".body.1"),
+    (r"\.layer\.1\.convolution", ".body.3"), (r"\.layer\.1\.normalization", ".body.4"),
+    (r"\.layer\.2\.convolution", ".body.6"), (r"\.layer\.2\.normalization", ".body.7"),
+    (r"\.shortcut\.convolution", ".shortcut.0"), (r"\.shortcut\.normalization", ".shortcut.1"),
+    (r"^swin\.encoder\.layers\.(\d)\.blocks\.(\d+)\.", r"swin.\1.\2."),
+    (r"^swin\.encoder\.layers\.(\d)\.downsample\.", r"merge.\1."),
+    (r"layernorm_before", "norm1"), (r"layernorm_after", "norm2"), (r"attention\.o_proj", "proj"),
+    (r"attention\.relative_position_bias\.relative_position_bias_table", "bias_table"),
+    (r"mlp\.fc1", "mlp.0"), (r"mlp\.fc2", "mlp.2"),
+]
+# Unused by HiFormer: ResNet's stage 4, Swin's patch embedding, stage 4, last merging and final norm.
+_UNUSED = r"^(cnn\.3\.|swin\.3\.|merge\.2\.|swin\.(embeddings|layernorm|pooler))"
+_FRESH = r"^(to_swin|cls_norm|pos_embed|level_encoders|level_norm|up_fine|up_coarse|predict)\."
+
+
+def load_imagenet(model: HiFormer, swin: str = SWIN_WEIGHTS, resnet: str = RESNET_WEIGHTS) -> None:
+    """Load Swin-T and ResNet-50 ImageNet weights into ``model``'s two branches (Hub repo ids or local folders).
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had,
+    and torch's error where they do not fit (another Swin or ResNet size).
+    """
+    def fuse_qkv(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        for key in [k for k in state if ".attention.q_proj." in k]:
+            parts = [state.pop(key.replace("q_proj", p)) for p in ("q_proj", "k_proj", "v_proj")]
+            state[key.replace("attention.q_proj", "qkv")] = torch.cat(parts)
+        return state
+
+    state = {f"resnet.{k}": v for k, v in transformers_state_dict("ResNetModel", resnet, "hiformer-b").items()}
+    state |= {f"swin.{k}": v for k, v in transformers_state_dict("SwinModel", swin, "hiformer-b").items()}
+    load_renamed(model, state, _RENAMES, merge=fuse_qkv, drop=_UNUSED, fresh=_FRESH)

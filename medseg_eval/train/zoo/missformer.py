@@ -41,8 +41,9 @@ Departures from the paper's code
 Pretrained weights
 ------------------
 The paper trains MISSFormer from scratch; the study's predecessor code optionally starts the encoder from
-ImageNet-1k MiT-B1 (Hugging Face ``nvidia/mit-b1``) through a key map. That loader is not wired yet, so
-``pretrained=True`` raises :class:`~medseg_eval.train.zoo.registry.PretrainedUnavailableError`.
+ImageNet-1k MiT-B1 (Hugging Face ``nvidia/mit-b1``) through a key map, and so does ``pretrained=True``: the
+weights load into a MiT-B1 through :func:`~medseg_eval.train.zoo.mit.load_imagenet` and are copied onto the
+encoder. The Enhanced Mix-FFN's LayerNorm (MiT has none), the bridge and the decoder start from scratch.
 """
 
 from __future__ import annotations
@@ -53,7 +54,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .registry import PretrainedUnavailableError, register
+from . import mit
+from .registry import register
+from .weights import load_renamed
+
+#: MiT-B1, the encoder's ImageNet start (through transformers).
+IMAGENET_WEIGHTS = "nvidia/mit-b1"
 
 #: Encoder widths, heads and key/value reduction ratios per stage (MiT-B1 shape, as in the paper).
 DIMS = (64, 128, 320, 512)
@@ -273,10 +279,19 @@ def _init(m: nn.Module) -> None:
           paper="Huang, Deng, Li, Yuan, MISSFormer: An Effective Medical Image Segmentation Transformer, "
                 "IEEE TMI 2022, arXiv:2109.07162")
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """MISSFormer with ``out_channels`` logits, initialised from scratch."""
+    """MISSFormer with ``out_channels`` logits; the encoder starts from ImageNet MiT-B1 when ``pretrained``."""
+    model = MISSFormer(out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            "missformer: the optional ImageNet start copies MiT-B1 (Hugging Face nvidia/mit-b1) into the encoder "
-            "through a key map; that loader is not wired yet. Build it with pretrained=False (the paper trains "
-            "MISSFormer from scratch).")
-    return MISSFormer(out_channels)
+        load_imagenet(model)
+    return model
+
+
+def load_imagenet(model: MISSFormer, source: str = IMAGENET_WEIGHTS) -> None:
+    """Copy MiT-B1 ImageNet weights (``source``: Hub repo id or local folder) onto ``model``'s encoder.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had.
+    """
+    encoder = mit.MixTransformer(embed_dims=DIMS, depths=(2, 2, 2, 2), heads=HEADS, sr_ratios=REDUCTIONS)
+    mit.load_imagenet(encoder, source, model="missformer")
+    load_renamed(model, encoder.state_dict(), [(r"^stages\.", "encoder."), (r"\.attn\.reduce_norm\.", ".attn.norm.")],
+                 fresh=r"^(bridge|decoder|head)\.|\.ffn\.norm\.")

@@ -20,10 +20,10 @@ Departures from the paper
 
 Pretrained weights
 ------------------
-``pretrained=True`` would copy the first eight convolutions of torchvision's ``vgg13``
-(``VGG13_Weights.IMAGENET1K_V1``, ``https://download.pytorch.org/models/vgg13-19584684.pth``) onto the four
-encoder blocks, as the predecessor code does; that loader is not wired yet, so it raises
-:class:`~medseg_eval.train.zoo.registry.PretrainedUnavailableError`.
+``pretrained=True`` copies the first eight convolutions of torchvision's ``vgg13``
+(``VGG13_Weights.IMAGENET1K_V1``) onto the four encoder blocks, as the predecessor code does. They load from
+the Hugging Face Hub repo ``timm/vgg13.tv_in1k`` (those weights, ported by timm, torchvision's layout, as
+safetensors), so torchvision is not needed; bottleneck and decoder start from scratch.
 """
 
 from __future__ import annotations
@@ -33,8 +33,11 @@ from itertools import pairwise
 import torch
 from torch import nn
 
-from .registry import PretrainedUnavailableError, register
+from .registry import register
+from .weights import hub_safetensors, load_renamed
 
+#: torchvision's VGG13 (IMAGENET1K_V1) as a Hub repo.
+VGG13_WEIGHTS = "timm/vgg13.tv_in1k"
 #: Channels of the four encoder levels; the bottleneck has twice the last.
 WIDTHS = (64, 128, 256, 512)
 
@@ -95,10 +98,22 @@ class UNet(nn.Module):
           paper="Ronneberger, Fischer, Brox, U-Net: Convolutional Networks for Biomedical Image Segmentation, "
                 "MICCAI 2015, arXiv:1505.04597")
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """A U-Net with ``out_channels`` logits, initialised from scratch."""
+    """A U-Net with ``out_channels`` logits; the encoder starts from VGG13's ImageNet weights when ``pretrained``."""
+    model = UNet(out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            "unet: the ImageNet start copies torchvision's VGG13 convolutions (VGG13_Weights.IMAGENET1K_V1, "
-            "https://download.pytorch.org/models/vgg13-19584684.pth) onto the encoder; loading them is not wired "
-            "yet. Build it with pretrained=False.")
-    return UNet(out_channels)
+        load_imagenet(model)
+    return model
+
+
+# VGG13's convolutions are features.{0, 2, 5, 7, 10, 12, 15, 17, 20, 22} (ReLU and max-pool between them).
+_VGG_RENAMES = [(rf"^features\.{index}\.", f"down.{i // 2}.{2 * (i % 2)}.")
+                for i, index in enumerate((0, 2, 5, 7, 10, 12, 15, 17))]
+
+
+def load_imagenet(model: UNet, source: str = VGG13_WEIGHTS) -> None:
+    """Copy VGG13's first eight convolutions onto ``model``'s encoder (``source``: Hub repo id or local folder).
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had.
+    """
+    load_renamed(model, hub_safetensors(source, "unet"), _VGG_RENAMES, drop=r"^(features|pre_logits|head|classifier)\.",
+                 fresh=r"^(bottleneck|up|decode|head)\.")

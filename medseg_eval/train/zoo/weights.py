@@ -1,9 +1,11 @@
-"""ImageNet weights through transformers: it downloads, caches and converts legacy checkpoints; we map the names."""
+"""ImageNet weights from the Hugging Face Hub: through transformers where it has the architecture (it downloads,
+caches and converts legacy checkpoints), else a safetensors file of a Hub repo; we map the names."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from torch import Tensor, nn
 
@@ -24,11 +26,32 @@ def transformers_state_dict(architecture: str, source: str, model: str) -> dict[
     try:
         network = getattr(transformers, architecture).from_pretrained(source)
     except OSError as err:  # what from_pretrained raises offline, for a missing repo or a folder without weights
-        raise PretrainedUnavailableError(
-            f"{model}: cannot load the ImageNet weights {source!r} ({err}). They are fetched from the Hugging Face "
-            f"Hub on first use: run once with network access (or `hf download {source}` on a machine that has it and "
-            "copy the cache), then build again; or build with pretrained=False.") from err
+        raise _unavailable(model, source, err) from err
     return network.state_dict()
+
+
+def hub_safetensors(source: str, model: str, filename: str = "model.safetensors") -> dict[str, Tensor]:
+    """The tensors of ``filename`` in the Hub repo ``source`` (downloaded once, then cached), or in the local folder ``source``.
+
+    Raises :class:`PretrainedUnavailableError` naming ``model`` and ``source`` where it cannot be had.
+    """
+    from safetensors.torch import load_file
+
+    try:
+        if Path(source).is_dir():
+            return load_file(Path(source) / filename)
+        from huggingface_hub import hf_hub_download
+
+        return load_file(hf_hub_download(source, filename))
+    except (OSError, ImportError) as err:  # offline, no such repo or file, no huggingface_hub
+        raise _unavailable(model, source, err) from err
+
+
+def _unavailable(model: str, source: str, err: Exception) -> PretrainedUnavailableError:
+    return PretrainedUnavailableError(
+        f"{model}: cannot load the ImageNet weights {source!r} ({err}). They are fetched from the Hugging Face "
+        f"Hub on first use: run once with network access (or `hf download {source}` on a machine that has it and "
+        "copy the cache), then build again; or build with pretrained=False.")
 
 
 def load_renamed(module: nn.Module, state: Mapping[str, Tensor], renames: list[tuple[str, str]], *,

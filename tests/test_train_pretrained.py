@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from medseg_eval.train.zoo import convnext, hiformer, missformer, mit, unet
+from .http_server import serve
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,32 @@ def test_missformer_encoder_gets_the_mit_b1_weights_our_mit_computes_with(tmp_pa
         assert torch.equal(after[key.replace("stages.", "encoder.", 1).replace(".attn.reduce_norm.", ".attn.norm.")],
                            value)
     assert all(torch.equal(after[k], before[k]) for k in after if k not in copied), "FFN norms, bridge, decoder fresh"
+
+
+def test_released_checkpoints_load_from_a_url_checked_by_their_hash_a_folder_or_a_file(tmp_path, monkeypatch):
+    import hashlib
+
+    from medseg_eval.train.zoo import PretrainedUnavailableError
+    from medseg_eval.train.zoo.weights import load_checkpoint
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    weights = {"stem.weight": torch.arange(6.0).reshape(2, 3)}
+    (tmp_path / "site").mkdir()
+    torch.save({"state_dict": weights, "epoch": 300}, tmp_path / "plain.pth")  # as training scripts save them
+    digest = hashlib.sha256((tmp_path / "plain.pth").read_bytes()).hexdigest()[:8]
+    (tmp_path / "plain.pth").rename(tmp_path / "site" / f"enc_1k-{digest}.pth")
+    (tmp_path / "site" / "enc_1k-00000000.pth").write_bytes((tmp_path / "site" / f"enc_1k-{digest}.pth").read_bytes())
+    with serve(tmp_path / "site") as server:
+        got = load_checkpoint(f"{server.url}/enc_1k-{digest}.pth", "m")
+        assert torch.equal(got["stem.weight"], weights["stem.weight"]) and list(got) == ["stem.weight"]
+        assert load_checkpoint(f"{server.url}/enc_1k-{digest}.pth", "m").keys() == got.keys()  # cached
+        assert len(server.requests) == 1
+        with pytest.raises(RuntimeError, match="hash"):
+            load_checkpoint(f"{server.url}/enc_1k-00000000.pth", "m")
+        with pytest.raises(PretrainedUnavailableError, match="m: cannot load the ImageNet weights"):
+            load_checkpoint(f"{server.url}/missing-12345678.pth", "m")
+    assert load_checkpoint(str(tmp_path / "site"), "m", f"enc_1k-{digest}.pth").keys() == got.keys()
+    assert load_checkpoint(str(tmp_path / "site" / f"enc_1k-{digest}.pth"), "m").keys() == got.keys()
 
 
 def test_offline_the_error_names_the_weights_and_says_what_to_do(tmp_path):

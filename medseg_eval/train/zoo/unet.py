@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .registry import register
-from .weights import hub_safetensors, load_renamed
+from .weights import load_checkpoint, load_renamed
 
 #: torchvision's VGG13 (IMAGENET1K_V1) as a Hub repo.
 VGG13_WEIGHTS = "timm/vgg13.tv_in1k"
@@ -115,5 +115,5 @@ def load_imagenet(model: UNet, source: str = VGG13_WEIGHTS) -> None:
 
     Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had.
     """
-    load_renamed(model, hub_safetensors(source, "unet"), _VGG_RENAMES, drop=r"^(features|pre_logits|head|classifier)\.",
+    load_renamed(model, load_checkpoint(source, "unet"), _VGG_RENAMES, drop=r"^(features|pre_logits|head|classifier)\.",
                  fresh=r"^(bottleneck|up|decode|head)\.")

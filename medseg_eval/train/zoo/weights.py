@@ -1,5 +1,5 @@
-"""ImageNet weights from the Hugging Face Hub: through transformers where it has the architecture (it downloads,
-caches and converts legacy checkpoints), else a safetensors file of a Hub repo; we map the names."""
+"""ImageNet weights: through transformers where it has the architecture (it downloads, caches and converts legacy
+checkpoints), else the released checkpoint file (a Hub repo's, or a URL's); we map the names."""
 
 from __future__ import annotations
 
@@ -30,21 +30,43 @@ def transformers_state_dict(architecture: str, source: str, model: str) -> dict[
     return network.state_dict()
 
 
-def hub_safetensors(source: str, model: str, filename: str = "model.safetensors") -> dict[str, Tensor]:
-    """The tensors of ``filename`` in the Hub repo ``source`` (downloaded once, then cached), or in the local folder ``source``.
+def load_checkpoint(source: str, model: str, filename: str = "model.safetensors") -> dict[str, Tensor]:
+    """The tensors of a released checkpoint (``.safetensors`` or a torch ``.pth``), from wherever it lives.
 
-    Raises :class:`PretrainedUnavailableError` naming ``model`` and ``source`` where it cannot be had.
+    Parameters
+    ----------
+    source
+        An ``http(s)`` URL (downloaded once into torch's hub cache; a ``name-<sha256 prefix>.pth`` file
+        name is checked against its content, as ``torch.hub`` does), a local file or folder, or a Hub repo id.
+    model
+        The model asking, named in errors.
+    filename
+        The file inside a folder or Hub repo.
+
+    Torch files load with ``weights_only=True``; a dict holding the weights under ``state_dict``
+    or ``model`` (as training scripts save them) is unwrapped. Raises
+    :class:`PretrainedUnavailableError` naming ``model`` and ``source`` where it cannot be had.
     """
+    import torch
     from safetensors.torch import load_file
 
     try:
-        if Path(source).is_dir():
-            return load_file(Path(source) / filename)
-        from huggingface_hub import hf_hub_download
+        if source.startswith(("http://", "https://")):
+            state = torch.hub.load_state_dict_from_url(source, map_location="cpu", check_hash=True, weights_only=True)
+        else:
+            path = Path(source) / filename if Path(source).is_dir() else Path(source)
+            if not path.is_file():
+                from huggingface_hub import hf_hub_download
 
-        return load_file(hf_hub_download(source, filename))
+                path = Path(hf_hub_download(source, filename))
+            state = (load_file(path) if path.suffix == ".safetensors"
+                     else torch.load(path, map_location="cpu", weights_only=True))
     except (OSError, ImportError) as err:  # offline, no such repo or file, no huggingface_hub
         raise _unavailable(model, source, err) from err
+    for key in ("state_dict", "model"):
+        if isinstance(state.get(key), dict):
+            state = state[key]
+    return state
 
 
 def _unavailable(model: str, source: str, err: Exception) -> PretrainedUnavailableError:

@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from medseg_eval.train.zoo import convnext, hiformer, missformer, mit, unet
+
 from .http_server import serve
 
 

@@ -7,13 +7,13 @@ Distances are exact and separable (Saito & Toriwaki 1994; Meijster et al. 2000):
 of boundary elements of one mask, let ``g(i', j)`` be the column distance from ``(i', j)`` to the
 nearest element of ``T`` in row ``i'``; the squared distance from a query element ``(i, j)`` of the
 other boundary is ``min_i' (sy * (i - i'))**2 + (sx * g(i', j))**2``. ``g`` is found only where it is
-needed, by a binary search in the sorted list of ``T``'s elements, and the minimum runs first over
-a small window of rows around ``i``: once the best value in the window is no larger than the
-squared distance to the first row outside it, no row outside can win, so the result is exact.
-Otherwise the best value bounds how many rows away the nearest target can be, and one more search
-over those rows settles the query; a query that saw no target at all widens its window. Squared
-distances are formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 +
-(dx*sx)**2`` in float64), and one square root is taken at the end.
+needed, by a binary search in the sorted list of ``T``'s elements, and only rows that hold elements
+of ``T`` are searched. The three rows around ``i`` settle most queries: their best value is exact
+once no other row of ``T`` can be closer. Every other query gets an upper bound from a real
+element (the nearest element of ``T`` in its column, in ``T``'s first and last rows, and in the
+three rows), and one search over the rows within that bound settles it. Squared distances are
+formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in
+float64), and one square root is taken at the end.
 """
 
 from __future__ import annotations
@@ -26,9 +26,6 @@ import torch
 
 from .conventions import CONVENTION_SPECS, EmptyPolicy
 
-# Half-width (rows) of the first search window, and its growth while a query sees no target.
-_FIRST_WINDOW = 1
-_WINDOW_GROWTH = 4
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
 # Marks "no boundary element in this row": wider than any image.
@@ -122,18 +119,18 @@ def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
-def _gaps_along_rows(keys: torch.Tensor, line: torch.Tensor, col: torch.Tensor, width: int) -> torch.Tensor:
-    """Column distance from ``(line, col)`` to the nearest target in that row (``_FAR`` if none).
+def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
+    """Distance along a line from ``(line, pos)`` to the nearest target on that line (``_FAR`` if none).
 
-    ``keys`` lists the targets as ``line * width + col``, ascending, between two sentinels that
-    lie outside every row; ``line`` numbers the rows of all images. A binary search puts each probe
-    between its neighbours left and right, which count only when they are in the probe's row.
+    ``keys`` lists the targets as ``line * length + pos``, ascending, between two sentinels that lie
+    outside every line; lines are the rows (or columns) of all images. A binary search puts each
+    probe between its neighbours left and right, which count only when they are on the probe's line.
     """
-    start = line * width
-    probe = start + col
-    pos = torch.searchsorted(keys, probe)
-    right, left = keys[pos], keys[pos - 1]
-    gap_right = torch.where(right < start + width, right - probe, _FAR)
+    start = line * length
+    probe = start + pos
+    at = torch.searchsorted(keys, probe)
+    right, left = keys[at], keys[at - 1]
+    gap_right = torch.where(right < start + length, right - probe, _FAR)
     gap_left = torch.where(left >= start, probe - left, _FAR)
     return torch.minimum(gap_right, gap_left)
 
@@ -170,93 +167,130 @@ def partner_squared_distances(
     d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
     if len(image) == 0:
         return image, row, col, d2
-    # Each element is a target of its partner's queries. Listed under the partner's index, the
-    # ground truths' elements come first, so the sorted target list is a rotation of this one.
     partner = torch.where(image < n, image + n, image - n)
-    partner_flat = (partner * h + row) * w + col
-    split = int((image < n).sum())
     # Elements shared with the partner's boundary (often about half) are at distance 0.
-    on_target = elements.flatten()[partner_flat]
+    on_target = elements.flatten()[(partner * h + row) * w + col]
     d2[on_target] = 0.0
-    # int32 indices where they fit: the search below is bound by memory traffic.
-    index_dtype = torch.int32 if elements.numel() < 2**30 else torch.int64
-    sentinel = torch.tensor([-2 * _FAR, elements.numel() + 2 * _FAR], dtype=index_dtype, device=device)
-    keys = partner_flat.to(index_dtype)
-    search = _WindowSearch(
-        keys=torch.cat([sentinel[:1], keys[split:], keys[:split], sentinel[1:]]),
-        image=image.to(index_dtype), row=row.to(index_dtype), col=col.to(index_dtype),
-        sy=spacing[:, 0], sx=spacing[:, 1], height=h, width=w,
-    )
-    pending = (~on_target).nonzero().flatten()
-    half = torch.full_like(pending, _FIRST_WINDOW)
-    best = search.min_over_rows(pending, _FIRST_WINDOW)
-    while True:
-        d2[pending] = best
-        sy = search.sy[image[pending]]
-        # Exact once no row outside the window can be closer than the best inside it, or once
-        # every row was searched.
-        reach = (half + 1) * sy
-        open_ = (best > reach * reach) & (2 * half + 1 < h)
-        if not open_.any():
-            break
-        pending, best, half, sy = pending[open_], best[open_], half[open_], sy[open_]
-        # The nearest target lies within sqrt(best) / sy rows (unbounded if none was seen yet):
-        # search exactly those rows when that is no wider than growing the window would be.
-        bound = torch.where(torch.isfinite(best), (best.sqrt() / sy).ceil(), math.inf)
-        grown = (half * _WINDOW_GROWTH).double()
-        half = torch.minimum(bound, grown).clamp_max(h).long()
-        best = search.min_over_rows_each(pending, half)
-        # A search out to the bound is exact: mark it done by widening its nominal window.
-        half = torch.where(half.double() >= bound, h, half)
+    pending = (~on_target & (torch.bincount(image, minlength=n2) > 0)[partner]).nonzero().flatten()  # none: inf
+    if len(pending) == 0:
+        return image, row, col, d2
+    rows = _LineSearch.build(image, row, col, spacing, (h, w), transposed=False)
+    i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
+    best = rows.min_over_lines(pending, torch.maximum(i - 1, lo), torch.minimum(i + 1, hi))
+    sy = rows.step_across[image[pending]]
+    # Exact once the nearest target row left unsearched (if any) is no closer than the best.
+    above = torch.where(torch.minimum(hi, i - 2) >= lo, i - torch.minimum(hi, i - 2), _FAR)
+    below = torch.where(torch.maximum(lo, i + 2) <= hi, torch.maximum(lo, i + 2) - i, _FAR)
+    unsearched = torch.minimum(above, below).double() * sy
+    d2[pending] = best
+    open_ = best > unsearched * unsearched
+    if not open_.any():
+        return image, row, col, d2
+    pending, best = pending[open_], best[open_]
+    columns = _LineSearch.build(image, row, col, spacing, (h, w), transposed=True)
+    # Upper bounds from real targets: the nearest in the query's column (its row was searched), and
+    # in the first and last rows and columns that hold targets.
+    best = torch.minimum(best, columns.gap_squared(pending, columns.line[pending]))
+    for search in (rows, columns):
+        for edge in (search.first[pending], search.last[pending]):
+            best = torch.minimum(best, search.gap_squared(pending, edge))
+    # Lines farther than sqrt(best) cannot hold a closer target: search all the others, along
+    # rows or along columns, whichever has fewer of them for the query.
+    spans = []
+    for search in (rows, columns):
+        line, step = search.line[pending], search.step_across[image[pending]]
+        reach = (best.sqrt() / step).ceil().clamp_max(search.lines).to(line.dtype)
+        top = torch.maximum(line - reach, search.first[pending])
+        bottom = torch.minimum(line + reach, search.last[pending])
+        spans.append((top, bottom))
+    by_row = (spans[0][1] - spans[0][0]) <= (spans[1][1] - spans[1][0])
+    for search, (top, bottom), chosen in zip((rows, columns), spans, (by_row, ~by_row)):
+        if chosen.any():
+            found = search.min_over_lines(pending[chosen], top[chosen], bottom[chosen])
+            best[chosen] = torch.minimum(best[chosen], found)
+    d2[pending] = best
     return image, row, col, d2
 
 
 @dataclass(frozen=True)
-class _WindowSearch:
-    """Query and target elements of one batch, prepared for windowed row searches."""
+class _LineSearch:
+    """Query and target elements of one batch, prepared for searches along rows (or along columns).
 
-    keys: torch.Tensor  # targets as (image * height + row) * width + col, ascending, between sentinels
-    image: torch.Tensor
-    row: torch.Tensor
-    col: torch.Tensor
-    sy: torch.Tensor
-    sx: torch.Tensor
-    height: int
-    width: int
+    Along columns, the images are searched as if transposed: lines are columns, positions rows.
+    """
 
-    def min_over_rows(self, queries: torch.Tensor, half: int) -> torch.Tensor:
-        """Smallest squared distance to a target in rows ``row - half .. row + half`` (all if wider)."""
-        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
-        step = max(1, _BLOCK // min(self.height, 2 * half + 1))
-        for start in range(0, len(queries), step):
-            out[start:start + step] = self._min_over(queries[start:start + step], half)
-        return out
+    keys: torch.Tensor  # targets as (image * lines + line) * length + position, ascending, between sentinels
+    image: torch.Tensor  # per element (in the row-major order of the elements): its image, line and position
+    line: torch.Tensor
+    position: torch.Tensor
+    first: torch.Tensor  # per element: the first and last lines holding its partner's elements
+    last: torch.Tensor
+    step_across: torch.Tensor  # per image: the spacing across lines (sy along rows) and along them
+    step_along: torch.Tensor
+    lines: int
+    length: int
 
-    def min_over_rows_each(self, queries: torch.Tensor, halves: torch.Tensor) -> torch.Tensor:
-        """As :meth:`min_over_rows` with one half-width per query (at least that wide).
+    @classmethod
+    def build(cls, image: torch.Tensor, row: torch.Tensor, col: torch.Tensor, spacing: torch.Tensor, shape: tuple[int, int],
+              *, transposed: bool) -> _LineSearch:
+        """The search over the elements ``image, row, col`` (row-major order) of ``2N`` images of ``shape``,
+        along rows or along columns."""
+        n2 = len(spacing)
+        n = n2 // 2
+        h, w = shape
+        line, position = (col, row) if transposed else (row, col)
+        lines, length = (w, h) if transposed else (h, w)
+        # int32 indices where they fit: the search is bound by memory traffic.
+        index_dtype = torch.int32 if n2 * (h + 2) * (w + 2) < 2**30 else torch.int64
+        partner = torch.where(image < n, image + n, image - n)
+        # Targets listed under the queries' image (their partner's), as sorted keys between sentinels.
+        keys = ((partner * lines + line) * length + position).to(index_dtype)
+        keys = keys.sort().values if transposed else torch.cat([keys[(image >= n)], keys[image < n]])
+        sentinel = torch.tensor([-2 * _FAR, n2 * lines * length + 2 * _FAR], dtype=index_dtype, device=image.device)
+        first = torch.full((n2,), lines, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amin")
+        last = torch.full((n2,), -1, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amax")
+        steps = spacing.flip(1) if transposed else spacing
+        return cls(keys=torch.cat([sentinel[:1], keys, sentinel[1:]]),
+                   image=image.to(index_dtype), line=line.to(index_dtype), position=position.to(index_dtype),
+                   first=first[image].to(index_dtype), last=last[image].to(index_dtype),
+                   step_across=steps[:, 0], step_along=steps[:, 1], lines=lines, length=length)
 
-        Half-widths are rounded up to powers of two, and each such class is searched in one pass
-        with the queries in their original, row-major order, which keeps the binary searches local.
+    def gap_squared(self, queries: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
+        """Squared distance from each query to the nearest target on one line each (inf if none)."""
+        n = self.image[queries]
+        gap = _gaps_along_lines(self.keys, n * self.lines + line, self.position[queries], self.length)
+        across = (line - self.line[queries]).double() * self.step_across[n.long()]
+        along = gap.double() * self.step_along[n.long()]
+        return (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+
+    def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
+        """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).
+
+        Line counts are rounded up to powers of two, and each such class is searched in blocks with
+        the queries in their original order, which keeps the binary searches local.
         """
-        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
-        classes = torch.exp2(torch.log2(halves.clamp(1, self.height).double()).ceil()).long()
-        for half in classes.unique().tolist():
-            members = (classes == half).nonzero().flatten()
-            out[members] = self.min_over_rows(queries[members], half)
+        out = torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device)
+        count = (bottom - top + 1).clamp_min(0)
+        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long().masked_fill(count == 0, 0)
+        for span in classes.unique().tolist():
+            if span == 0:
+                continue
+            members = (classes == span).nonzero().flatten()
+            step = max(1, _BLOCK // span)
+            for start in range(0, len(members), step):
+                part = members[start:start + step]
+                out[part] = self._min_over(queries[part], top[part], bottom[part], span)
         return out
 
-    def _min_over(self, queries: torch.Tensor, half: int) -> torch.Tensor:
-        h = self.height
-        n, i, j = self.image[queries], self.row[queries], self.col[queries]
-        if 2 * half + 1 >= h:
-            rows = torch.arange(h, device=n.device, dtype=n.dtype).expand(len(n), h)
-        else:
-            rows = i[:, None] + torch.arange(-half, half + 1, device=n.device, dtype=n.dtype)
-        inside = (rows >= 0) & (rows < h)
-        gap = _gaps_along_rows(self.keys, n[:, None] * h + rows.clamp(0, h - 1), j[:, None], self.width)
-        dy = (rows - i[:, None]).double() * self.sy[n.long(), None]
-        dx = gap.double() * self.sx[n.long(), None]
-        return (dy * dy + dx * dx).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
+    def _min_over(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, span: int) -> torch.Tensor:
+        n, i, j = self.image[queries], self.line[queries], self.position[queries]
+        lines = top[:, None] + torch.arange(span, device=n.device, dtype=n.dtype)
+        inside = lines <= bottom[:, None]
+        gap = _gaps_along_lines(self.keys, n[:, None] * self.lines + lines.clamp_max(self.lines - 1), j[:, None],
+                                self.length)
+        across = (lines - i[:, None]).double() * self.step_across[n.long(), None]
+        along = gap.double() * self.step_along[n.long(), None]
+        return (across * across + along * along).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
 
 
 @dataclass(frozen=True)

@@ -266,31 +266,33 @@ class _LineSearch:
     def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).
 
-        Line counts are rounded up to powers of two, and each such class is searched in blocks with
-        the queries in their original order, which keeps the binary searches local.
+        Every (query, line) pair is one probe of a flat list, in the queries' order, which keeps the
+        binary searches local; the list is cut into blocks to bound memory.
         """
         out = torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device)
-        count = (bottom - top + 1).clamp_min(0)
-        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long().masked_fill(count == 0, 0)
-        for span in classes.unique().tolist():
-            if span == 0:
-                continue
-            members = (classes == span).nonzero().flatten()
-            step = max(1, _BLOCK // span)
-            for start in range(0, len(members), step):
-                part = members[start:start + step]
-                out[part] = self._min_over(queries[part], top[part], bottom[part], span)
+        count = (bottom - top + 1).clamp_min(0).long()
+        ends = count.cumsum(0)
+        total = int(ends[-1]) if len(ends) else 0
+        # Query boundaries nearest to every _BLOCK probes (a query is never split).
+        cuts = torch.searchsorted(ends, torch.arange(_BLOCK, max(total, _BLOCK), _BLOCK, device=ends.device), right=True).tolist()
+        for start, stop in zip([0, *cuts], [*cuts, len(queries)]):
+            if stop > start:
+                part = slice(start, stop)
+                out[part] = self._min_over(queries[part], top[part], count[part])
         return out
 
-    def _min_over(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor, span: int) -> torch.Tensor:
-        n, i, j = self.image[queries], self.line[queries], self.position[queries]
-        lines = top[:, None] + torch.arange(span, device=n.device, dtype=n.dtype)
-        inside = lines <= bottom[:, None]
-        gap = _gaps_along_lines(self.keys, n[:, None] * self.lines + lines.clamp_max(self.lines - 1), j[:, None],
-                                self.length)
-        across = (lines - i[:, None]).double() * self.step_across[n.long(), None]
-        along = gap.double() * self.step_along[n.long(), None]
-        return (across * across + along * along).masked_fill(~inside | (gap == _FAR), math.inf).amin(1)
+    def _min_over(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        owner = torch.repeat_interleave(torch.arange(len(queries), device=queries.device), count)
+        line = top[owner] + (torch.arange(len(owner), device=owner.device) - (count.cumsum(0) - count)[owner]).to(
+            top.dtype)
+        probe = queries[owner]
+        n = self.image[probe]
+        gap = _gaps_along_lines(self.keys, n * self.lines + line, self.position[probe], self.length)
+        across = (line - self.line[probe]).double() * self.step_across[n.long()]
+        along = gap.double() * self.step_along[n.long()]
+        d2 = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+        return torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device).scatter_reduce(
+            0, owner, d2, "amin")
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,7 @@ def _train(args: argparse.Namespace) -> int:
     overrides = {"model": args.model, "dataset": args.dataset, "fold": args.fold, "max_epochs": args.epochs,
                  "image_size": args.image_size, "batch_size": args.batch_size, "lr": args.lr, "seed": args.seed,
                  "max_steps_per_epoch": args.max_steps_per_epoch, "max_time_s": args.max_time, "pretrained": args.pretrained or None,
-                 "checkpoint": args.checkpoint}
+                 "checkpoint": args.checkpoint, "deterministic": False if args.fast_kernels else None}
     config = (TrainConfig.from_file(args.config, **overrides) if args.config else
               TrainConfig(**{k: v for k, v in overrides.items() if v is not None}))
     run = train_fold(config, args.out, device=args.device, board_dir=args.board_dir, progress=not args.quiet,
@@ -383,6 +383,8 @@ def _add_train(commands: argparse._SubParsersAction) -> None:
     train.add_argument("--pretrained", action="store_true", help="ImageNet weights (needs network)")
     train.add_argument("--checkpoint", help="sam, medsam, sam2: the weights to fine-tune, a Hub id or folder "
                                             "(default: the model's reference checkpoint)")
+    train.add_argument("--fast-kernels", action="store_true",
+                       help="let cuDNN pick the fastest kernels (not bitwise repeatable; recorded)")
     train.add_argument("--config", help="JSON or YAML config; the options above override it")
     train.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     train.add_argument("--board-dir", help="where the bundle goes (default OUT/board)")

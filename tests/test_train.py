@@ -48,6 +48,7 @@ def test_config_has_the_study_defaults_and_rejects_unknown_keys(tmp_path):
     assert (c.image_size, c.batch_size, c.max_epochs, c.lr, c.patience, c.min_delta, c.seed) == \
         (512, 8, 150, 1e-4, 20, 0.001, 42)
     assert c.lr_grid == LR_GRID == (1e-4, 5e-5, 1e-5) and c.schedule == "rex"
+    assert c.deterministic is True and c.as_dict()["deterministic"] is True  # recorded with every run
     (tmp_path / "c.yaml").write_text("model: unet\ndataset: camus\nfold: 3\nlr: 5.0e-5\n")
     assert TrainConfig.from_file(tmp_path / "c.yaml", fold=2).as_dict()["fold"] == 2
     (tmp_path / "bad.json").write_text(json.dumps({"model": "unet", "dataset": "camus", "epochs": 3}))

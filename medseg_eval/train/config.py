@@ -40,6 +40,10 @@ class TrainConfig:
         after the epoch in which it runs out, as Lightning's ``max_time`` does, and the report says
         so (``out_of_time``). The REX schedule still spans ``max_epochs``, so such a run ends
         early on a schedule that had not decayed; for reduced protocols on a lent machine.
+    deterministic
+        Deterministic algorithms where torch has them (default: a rerun gives the same numbers);
+        ``False`` lets cuDNN benchmark and pick the fastest kernels, which may speed up models with
+        depthwise or grouped convolutions on a GPU at the cost of bitwise repeatability.
     pretrained, checkpoint
         ImageNet weights for the zoo's models (``pretrained``). A generalist always starts from
         ``checkpoint`` (a Hub id or a local folder in ``save_pretrained`` layout; ``None``: its
@@ -67,6 +71,7 @@ class TrainConfig:
     augmentation: Literal["standard", "none"] = "standard"
     normalization: tuple[float, float] = (0.5, 0.5)
     seed: int = 42
+    deterministic: bool = True
     pretrained: bool = False
     checkpoint: str | None = None
     max_steps_per_epoch: int | None = None

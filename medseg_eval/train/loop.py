@@ -57,16 +57,26 @@ def rex_factor(step: int, total: int) -> float:
     return (1 - t) / (1 - t / 2)
 
 
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic algorithms where it has them."""
-    # cuBLAS is deterministic only with a fixed workspace, read when it first starts (after this call).
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+def seed_everything(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy and torch; with ``deterministic``, ask torch for deterministic algorithms where
+    it has them, else let cuDNN pick the fastest (benchmark mode: faster on some GPUs, not bitwise repeatable).
+
+    Examples
+    --------
+    >>> seed_everything(42, deterministic=False); torch.backends.cudnn.benchmark
+    True
+    >>> seed_everything(42); torch.backends.cudnn.benchmark, torch.are_deterministic_algorithms_enabled()
+    (False, True)
+    """
+    if deterministic:
+        # cuBLAS is deterministic only with a fixed workspace, read when it first starts (after this call).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
 
 
 def distributed() -> tuple[int, int]:

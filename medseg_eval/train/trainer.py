@@ -65,7 +65,7 @@ def train_and_predict(config: TrainConfig, train: Cases, held: Cases, test: Case
     dev = resolve_device(device)
     kind = config.loss or ("bce" if num_classes == 2 else "ce")
     out_channels = 1 if kind == "bce" else num_classes
-    seed_everything(config.seed)
+    seed_everything(config.seed, config.deterministic)
     started = time.perf_counter()
     if config.model in GENERALISTS:
         model = build_generalist(config.model, out_channels, checkpoint=config.checkpoint,

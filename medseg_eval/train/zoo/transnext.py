@@ -28,9 +28,20 @@ Departures from the official code:
 * Attention and projection dropout are left out (their rate is 0 in the official configuration).
 * No SyncBN in the head and no auxiliary FCN head (see :mod:`.uperhead`).
 
-``pretrained=True`` raises :class:`PretrainedUnavailableError`: the ImageNet-1k backbone
-``transnext_tiny_224_1k.pth`` lives in the Hugging Face repository ``DaiShiResearch/transnext-tiny-224-1k`` and no
-loader maps it onto these modules yet.
+Pretrained weights
+------------------
+``pretrained=True`` loads the official ImageNet-1k TransNeXt-Tiny (224x224), the file ``transnext_tiny_224_1k.pth``
+of the Hugging Face repo ``DaiShiResearch/transnext-tiny-224-1k`` (a plain state dict; the file the official UPerNet
+configs start from), onto the backbone; the 1000-class classifier ``head`` is dropped and the UPerHead starts from
+scratch. Every backbone tensor maps one to one, by renaming only: ``patch_embed{i}.proj`` / ``.norm`` ->
+``stages.{i-1}.patch_embed`` / ``.patch_norm``, ``block{i}`` -> ``stages.{i-1}.blocks``, ``norm{i}`` ->
+``stages.{i-1}.norm``, ``mlp.dwconv.dwconv`` -> ``mlp.dwconv``. Nothing is interpolated or skipped, as in the
+official segmentation code (mmcv ``load_checkpoint(strict=False)`` of this file into a 512x512 backbone with
+``pretrain_size=224``, which leaves out only ``head``): the stored position-related tensors do not depend on the
+resolution (the log-CPB is an MLP of continuous coordinates; ``relative_pos_bias_local``, ``learnable_tokens`` and
+``learnable_bias`` are per 3x3 neighbour; ``query_embedding`` and ``temperature`` per head), and the
+resolution-dependent tables (CPB coordinates and index, padding mask, length scale) are non-persistent buffers
+upstream, absent from the file, that we compute for each input size.
 """
 
 from __future__ import annotations
@@ -43,8 +54,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mit import drop_path
-from .registry import PretrainedUnavailableError, register
+from .registry import register
 from .uperhead import UPerNet
+from .weights import load_checkpoint, load_renamed
+
+#: The official ImageNet-1k TransNeXt-Tiny (224x224): Hugging Face repo and the file in it.
+IMAGENET_WEIGHTS = "DaiShiResearch/transnext-tiny-224-1k"
+IMAGENET_FILE = "transnext_tiny_224_1k.pth"
 
 CHANNELS = (72, 144, 288, 576)
 DEPTHS = (2, 2, 15, 2)
@@ -278,10 +294,35 @@ class TransNeXt(nn.Module):
           paper="D. Shi, TransNeXt: Robust Foveal Visual Perception for Vision Transformers, CVPR 2024, "
                 "arXiv:2311.17132 (UPerNet head: T. Xiao et al., ECCV 2018)")
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """TransNeXt-Tiny + UPerHead with ``out_channels`` logit channels; see the module docstring."""
+    """TransNeXt-Tiny + UPerHead with ``out_channels`` logit channels, the backbone ImageNet-initialised when
+    ``pretrained``; see the module docstring."""
+    model = UPerNet(TransNeXt(), CHANNELS, out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            "transnext-tiny-upernet: the ImageNet-1k weights (transnext_tiny_224_1k.pth in the Hugging Face repository "
-            "DaiShiResearch/transnext-tiny-224-1k) are not wired into this implementation yet; build it with "
-            "pretrained=False.")
-    return UPerNet(TransNeXt(), CHANNELS, out_channels)
+        load_imagenet(model)
+    return model
+
+
+# Official names (classification/transnext.py) -> ours: its stage i + 1 modules sit at the top level.
+_RENAMES = [rename for i in range(len(DEPTHS)) for rename in (
+    (rf"^patch_embed{i + 1}\.proj\.", f"backbone.stages.{i}.patch_embed."),
+    (rf"^patch_embed{i + 1}\.norm\.", f"backbone.stages.{i}.patch_norm."),
+    (rf"^block{i + 1}\.", f"backbone.stages.{i}.blocks."),
+    (rf"^norm{i + 1}\.", f"backbone.stages.{i}.norm."),
+)] + [(r"\.mlp\.dwconv\.dwconv\.", ".mlp.dwconv.")]  # upstream wraps the depthwise conv in a DWConv module
+
+
+def load_imagenet(model: UPerNet, source: str = IMAGENET_WEIGHTS) -> None:
+    """Load the official ImageNet-1k TransNeXt-Tiny into ``model``'s backbone (see the module docstring).
+
+    Parameters
+    ----------
+    model
+        A ``transnext-tiny-upernet``; its decode head keeps its initialisation.
+    source
+        Hub repo id, local folder holding :data:`IMAGENET_FILE`, the file itself, or a URL.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had, and
+    ``RuntimeError`` where they do not fit (another TransNeXt size).
+    """
+    state = load_checkpoint(source, "transnext-tiny-upernet", IMAGENET_FILE)
+    load_renamed(model, state, _RENAMES, drop=r"^head\.", fresh=r"^decode_head\.")

@@ -62,18 +62,20 @@ def load_checkpoint(source: str, model: str, filename: str = "model.safetensors"
             state = (load_file(path) if path.suffix == ".safetensors"
                      else torch.load(path, map_location="cpu", weights_only=True))
     except (OSError, ImportError) as err:  # offline, no such repo or file, no huggingface_hub
-        raise _unavailable(model, source, err) from err
+        in_repo = not source.startswith(("http://", "https://")) and not source.endswith(filename)
+        raise _unavailable(model, source, err, filename if in_repo else None) from err
     for key in ("state_dict", "model"):
         if isinstance(state.get(key), dict):
             state = state[key]
     return state
 
 
-def _unavailable(model: str, source: str, err: Exception) -> PretrainedUnavailableError:
+def _unavailable(model: str, source: str, err: Exception, filename: str | None = None) -> PretrainedUnavailableError:
+    file = f" (file {filename})" if filename else ""
     return PretrainedUnavailableError(
-        f"{model}: cannot load the ImageNet weights {source!r} ({err}). They are fetched from the Hugging Face "
-        f"Hub on first use: run once with network access (or `hf download {source}` on a machine that has it and "
-        "copy the cache), then build again; or build with pretrained=False.")
+        f"{model}: cannot load the ImageNet weights {source!r}{file} ({err}). They are downloaded on first use: run "
+        "once with network access (or download them on a machine that has it and copy the Hugging Face or torch "
+        "hub cache), then build again; or build with pretrained=False.")
 
 
 def load_renamed(module: nn.Module, state: Mapping[str, Tensor], renames: list[tuple[str, str]], *,

@@ -17,7 +17,6 @@ MODELS = list_models()
 # Models whose ImageNet weights have no loader here (the others': tests/test_train_pretrained.py).
 WEIGHTS_NAMED = {
     "swin-umamba": "vmamba_tiny_e292.pth", "ukan-l": "trained from scratch", "segnext-l": "cloud.tsinghua.edu.cn",
-    "internimage-t-upernet": "Hugging Face",
 }
 
 

@@ -21,9 +21,24 @@ Departures from the official code:
 * The deformable sampling runs in float32 under autocast; the official CUDA op runs in the autocast dtype.
 * No SyncBN in the head and no auxiliary FCN head (see :mod:`.uperhead`).
 
-``pretrained=True`` raises :class:`PretrainedUnavailableError`: the ImageNet-1k backbone
-``internimage_t_1k_224.pth`` lives in the Hugging Face repository ``OpenGVLab/InternImage`` and no loader maps it
-onto these modules yet (the official checkpoint has no layer-scale parameters, so they would keep their init).
+Pretrained weights
+------------------
+``pretrained=True`` loads the official ImageNet-1k InternImage-T (224x224), the file ``internimage_t_1k_224.pth``
+of the Hugging Face repo ``OpenGVLab/InternImage`` (weights under ``"model"``; the file the official UPerNet
+config ``segmentation/configs/ade20k/upernet_internimage_t_512_160k_ade20k.py`` starts from), onto the backbone.
+Every tensor of the stem, the 30 blocks, the stage norms and the downsampling layers maps one to one, by renaming
+only (same shapes and layouts; the official ``nn.Sequential`` wrappers around LayerNorms and the depthwise
+convolution add the ``.0`` / ``.1`` indices we strip): ``patch_embed.conv{k}`` / ``.norm{k}.1`` ->
+``stem_conv{k}`` / ``stem_norm{k}``, ``levels.{i}.blocks.{j}`` -> ``stages.{i}.{j}`` (``dcn.dw_conv.0`` / ``.1.1``
+-> ``dcn.dw_conv`` / ``dcn.dw_norm``, ``mlp.fc1`` / ``fc2`` -> ``mlp.0`` / ``mlp.2``), ``levels.{i}.norm.0`` ->
+``norms.{i}``, ``levels.{i}.downsample.conv`` / ``.norm.1`` -> ``downsamples.{i}.conv`` / ``.norm``. Dropped: the
+classification head (``conv_head``: 1x1 convolution 512 -> 768 + BatchNorm; ``head``: the 1000-class linear).
+Fresh: the UPerHead, and the layer-scale vectors ``gamma1`` / ``gamma2`` of every block. The classification model
+was trained without layer scale (its config leaves ``LAYER_SCALE`` at None, so the file has no ``gamma``), while
+the segmentation config sets ``layer_scale=1.0``; the official backbone loads the file with ``strict=False`` and
+its gammas start at 1.0, as ours do, so the loaded backbone computes what the classification network's trunk
+computed. The other T flags match the official config: post-norm, residual post-norm, center feature scale and
+level-2 post-norm off, depthwise kernel 3 (``dw_kernel_size`` None), offset scale 1.0, MLP ratio 4.
 """
 
 from __future__ import annotations
@@ -33,14 +48,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from .mit import drop_path
-from .registry import PretrainedUnavailableError, register
+from .registry import register
 from .uperhead import UPerNet
+from .weights import load_checkpoint, load_renamed
+
+#: The official ImageNet-1k InternImage-T (224x224): Hugging Face repo and the file in it.
+IMAGENET_WEIGHTS = "OpenGVLab/InternImage"
+IMAGENET_FILE = "internimage_t_1k_224.pth"
 
 CHANNELS = (64, 128, 256, 512)
 DEPTHS = (4, 4, 18, 4)
 GROUPS = (4, 8, 16, 32)
 DROP_PATH_RATE = 0.2
-
 
 
 def dcnv3(value: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor, *, groups: int, kernel_size: int = 3,
@@ -204,9 +223,46 @@ class InternImage(nn.Module):
           paper="W. Wang et al., InternImage: Exploring Large-Scale Vision Foundation Models with Deformable "
                 "Convolutions, CVPR 2023, arXiv:2211.05778 (UPerNet head: T. Xiao et al., ECCV 2018)")
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """InternImage-T + UPerHead with ``out_channels`` logit channels; see the module docstring."""
+    """InternImage-T + UPerHead with ``out_channels`` logit channels, the backbone ImageNet-initialised when
+    ``pretrained``; see the module docstring."""
+    model = UPerNet(InternImage(), CHANNELS, out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            "internimage-t-upernet: the ImageNet-1k weights (internimage_t_1k_224.pth in the Hugging Face repository "
-            "OpenGVLab/InternImage) are not wired into this implementation yet; build it with pretrained=False.")
-    return UPerNet(InternImage(), CHANNELS, out_channels)
+        load_imagenet(model)
+    return model
+
+
+# Official names (classification/models/intern_image.py, ops_dcnv3/modules/dcnv3.py) -> ours. Upstream wraps each
+# LayerNorm in an nn.Sequential with its channel permutes (index 1 after a to_channels_last, else 0) and the DCNv3
+# offset/mask branch in Sequential(depthwise conv, Sequential(permute, LayerNorm), GELU).
+_RENAMES = [
+    (r"^patch_embed\.conv([12])\.", r"backbone.stem_conv\1."),
+    (r"^patch_embed\.norm([12])\.1\.", r"backbone.stem_norm\1."),
+    (r"^levels\.(\d)\.blocks\.(\d+)\.", r"backbone.stages.\1.\2."),
+    (r"^(backbone\.stages\.\d\.\d+)\.norm([12])\.0\.", r"\1.norm\2."),
+    (r"\.dcn\.dw_conv\.0\.", ".dcn.dw_conv."), (r"\.dcn\.dw_conv\.1\.1\.", ".dcn.dw_norm."),
+    (r"\.mlp\.fc1\.", ".mlp.0."), (r"\.mlp\.fc2\.", ".mlp.2."),
+    (r"^levels\.(\d)\.norm\.0\.", r"backbone.norms.\1."),
+    (r"^levels\.(\d)\.downsample\.conv\.", r"backbone.downsamples.\1.conv."),
+    (r"^levels\.(\d)\.downsample\.norm\.1\.", r"backbone.downsamples.\1.norm."),
+]
+# The classification head: conv_head (1x1 conv + BatchNorm, running statistics included) and the linear head.
+_CLASSIFIER = r"^(conv_head|head)\."
+# The decoder, and the layer scales the classification model was trained without (see the module docstring).
+_FRESH = r"^decode_head\.|^backbone\.stages\.\d\.\d+\.gamma[12]$"
+
+
+def load_imagenet(model: UPerNet, source: str = IMAGENET_WEIGHTS) -> None:
+    """Load the official ImageNet-1k InternImage-T into ``model``'s backbone (see the module docstring).
+
+    Parameters
+    ----------
+    model
+        An ``internimage-t-upernet``; its decode head and layer scales keep their initialisation.
+    source
+        Hub repo id, local folder holding :data:`IMAGENET_FILE`, the file itself, or a URL.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had, and
+    ``RuntimeError`` where they do not fit (another InternImage size).
+    """
+    state = load_checkpoint(source, "internimage-t-upernet", IMAGENET_FILE)
+    load_renamed(model, state, _RENAMES, drop=_CLASSIFIER, fresh=_FRESH)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -183,6 +184,10 @@ def test_released_checkpoints_load_from_a_url_checked_by_their_hash_a_folder_or_
             load_checkpoint(f"{server.url}/missing-12345678.pth", "m")
     assert load_checkpoint(str(tmp_path / "site"), "m", f"enc_1k-{digest}.pth").keys() == got.keys()
     assert load_checkpoint(str(tmp_path / "site" / f"enc_1k-{digest}.pth"), "m").keys() == got.keys()
+    # Never unpickled beyond tensors: a file holding other objects is refused, saying what to do.
+    torch.save({"state_dict": weights, "meta": Path("x")}, tmp_path / "with-objects.pth")
+    with pytest.raises(PretrainedUnavailableError, match="holds more than tensors"):
+        load_checkpoint(str(tmp_path / "with-objects.pth"), "m")
 
 
 def test_offline_the_error_names_the_weights_and_says_what_to_do(tmp_path):

@@ -16,7 +16,7 @@ MODELS = list_models()
 #: load theirs through transformers: tests/test_train_pretrained.py.)
 # Models whose ImageNet weights have no loader here (the others': tests/test_train_pretrained.py).
 WEIGHTS_NAMED = {
-    "swin-umamba": "vmamba_tiny_e292.pth", "ukan-l": "trained from scratch", "segnext-l": "cloud.tsinghua.edu.cn",
+    "swin-umamba": "vmamba_tiny_e292.pth", "ukan-l": "trained from scratch",
 }
 
 

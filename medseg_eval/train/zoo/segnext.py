@@ -23,13 +23,23 @@ Departures from the paper
 * The NMF's random initial bases are drawn from the global generator in training, as in the paper, but from a
   generator seeded with ``NMF_EVAL_SEED`` in evaluation, so a trained model's predictions do not depend on the
   random state.
-* ``pretrained=True`` raises ``PretrainedUnavailableError``: the ImageNet-1k MSCAN-L weights (``IMAGENET_WEIGHTS``)
-  are shared through Tsinghua Cloud and loading them is not wired yet.
+* Each block's layer scales are ``[C, 1, 1]`` parameters (the authors': ``[C]``, unsqueezed in the forward pass);
+  ``load_imagenet`` reshapes them.
+
+Pretrained weights
+------------------
+``pretrained=True`` loads the authors' ImageNet-1k MSCAN-L weights into the encoder, from OpenMMLab's copy
+(``IMAGENET_WEIGHTS``, the file mmsegmentation's SegNeXt-L config starts from: the authors' ``mscan_l.pth`` from
+Tsinghua Cloud with ``mlp.dwconv.dwconv`` renamed ``mlp.dwconv``). torch.hub downloads it once into its cache
+(``$TORCH_HOME``) and checks its sha256 against the ``-cef260d4`` of its name. Every encoder tensor loads (BatchNorm
+running statistics included); the ImageNet classifier (``head.*``) is dropped and the Hamburger decoder starts from
+scratch, as in the paper.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from itertools import pairwise
 
@@ -38,13 +48,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .mit import DropPath
-from .registry import PretrainedUnavailableError, register
+from .registry import register
+from .weights import load_checkpoint, load_renamed
 
 PAPER = ("Guo, Lu, Hou, Liu, Cheng, Hu: SegNeXt: Rethinking Convolutional Attention Design for Semantic "
          "Segmentation, NeurIPS 2022, arXiv:2209.08575")
 
-#: ImageNet-1k MSCAN-L weights (``mscan_l.pth``) released with the paper; not loaded by this package yet.
-IMAGENET_WEIGHTS = "https://cloud.tsinghua.edu.cn/d/c15b25a6745946618462/ (mscan_l.pth)"
+#: ImageNet-1k MSCAN-L weights: OpenMMLab's copy of the authors' ``mscan_l.pth`` (Tsinghua Cloud) with mmsegmentation's
+#: key names, as its ``segnext_mscan-l_1xb16-adamw-160k_ade20k-512x512.py`` config loads them. ``cef260d4`` is the
+#: file's sha256 prefix, checked by torch.hub.
+IMAGENET_WEIGHTS = "https://download.openmmlab.com/mmsegmentation/v0.5/pretrain/segnext/mscan_l_20230227-cef260d4.pth"
 
 #: Seed of the NMF's initial bases in evaluation mode.
 NMF_EVAL_SEED = 0
@@ -301,9 +314,53 @@ class SegNeXt(nn.Module):
 
 @register("segnext-l", family="general", parameters_m=49, paper=PAPER, amp=False)
 def build(out_channels: int, *, pretrained: bool = False) -> nn.Module:
-    """SegNeXt-L with ``out_channels`` logit channels, randomly initialised."""
+    """SegNeXt-L with ``out_channels`` logits; the encoder starts from ImageNet-1k MSCAN-L when ``pretrained``."""
+    model = SegNeXt(out_channels)
     if pretrained:
-        raise PretrainedUnavailableError(
-            f"segnext-l: the ImageNet-1k MSCAN-L encoder weights live at {IMAGENET_WEIGHTS}, but loading them is not "
-            "wired yet; build with pretrained=False.")
-    return SegNeXt(out_channels)
+        load_imagenet(model)
+    return model
+
+
+# mmsegmentation's MSCAN (mmseg/models/backbones/mscan.py) names -> ours. Its stage i (1-based) holds
+# patch_embed{i} (StemConv: proj = conv, BN, GELU, conv, BN; then OverlapPatchEmbed: proj conv and norm BN),
+# block{i}.{j} (MSCABlock) and norm{i} (LayerNorm); MSCAAttention's strip pairs are conv{k}_1 / conv{k}_2.
+_MMSEG_RENAMES = [
+    (r"^module\.", ""),  # a DataParallel prefix, which mmengine's loader strips too
+    (r"^patch_embed1\.proj\.", "backbone.patch_embeds.0."),
+    *[(rf"^patch_embed{i + 1}\.proj\.", f"backbone.patch_embeds.{i}.0.") for i in (1, 2, 3)],
+    *[(rf"^patch_embed{i + 1}\.norm\.", f"backbone.patch_embeds.{i}.1.") for i in (1, 2, 3)],
+    *[(rf"^block{i + 1}\.", f"backbone.blocks.{i}.") for i in range(4)],
+    *[(rf"^norm{i + 1}\.", f"backbone.norms.{i}.") for i in range(4)],
+    (r"\.spatial_gating_unit\.conv(\d)_1\.", r".spatial_gating_unit.strips.\1.0."),
+    (r"\.spatial_gating_unit\.conv(\d)_2\.", r".spatial_gating_unit.strips.\1.1."),
+]
+# The ImageNet classifier (a linear layer on the pooled stage-4 map) has no counterpart here.
+_CLASSIFIER = r"^head\."
+# The decoder is new. BatchNorm's step counters are only read with momentum=None (not used here), and mmengine's
+# loader tolerates checkpoints without them, so a release lacking them still loads.
+_FRESH = r"^decode_head\.|\.num_batches_tracked$"
+
+
+def _layer_scales_as_maps(state: dict[str, Tensor]) -> dict[str, Tensor]:
+    # mmsegmentation keeps layer scales as [C] and unsqueezes them in the forward pass; ours are [C, 1, 1].
+    return {key: value.reshape(-1, 1, 1) if re.search(r"\.layer_scale_[12]$", key) else value
+            for key, value in state.items()}
+
+
+def load_imagenet(model: SegNeXt, source: str = IMAGENET_WEIGHTS) -> None:
+    """Load ImageNet-1k MSCAN-L weights in mmsegmentation's layout into ``model``'s encoder.
+
+    Parameters
+    ----------
+    model
+        A SegNeXt-L; its decoder keeps its initialisation.
+    source
+        The checkpoint: an ``http(s)`` URL (cached by torch.hub, its ``-<sha256 prefix>`` checked), a local file,
+        or a folder or Hub repo holding ``mscan_l.pth``. A ``state_dict`` wrapper and a ``module.`` prefix are
+        removed.
+
+    Raises :class:`~medseg_eval.train.zoo.PretrainedUnavailableError` where the weights cannot be had, and
+    ``RuntimeError`` where the checkpoint holds other tensors than MSCAN-L's (and its classifier) or lacks some.
+    """
+    state = load_checkpoint(source, "segnext-l", "mscan_l.pth")
+    load_renamed(model, state, _MMSEG_RENAMES, merge=_layer_scales_as_maps, drop=_CLASSIFIER, fresh=_FRESH)

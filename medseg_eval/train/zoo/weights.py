@@ -47,6 +47,8 @@ def load_checkpoint(source: str, model: str, filename: str = "model.safetensors"
     or ``model`` (as training scripts save them) is unwrapped. Raises
     :class:`PretrainedUnavailableError` naming ``model`` and ``source`` where it cannot be had.
     """
+    import pickle
+
     import torch
     from safetensors.torch import load_file
 
@@ -61,6 +63,10 @@ def load_checkpoint(source: str, model: str, filename: str = "model.safetensors"
                 path = Path(hf_hub_download(source, filename))
             state = (load_file(path) if path.suffix == ".safetensors"
                      else torch.load(path, map_location="cpu", weights_only=True))
+    except pickle.UnpicklingError as err:
+        raise PretrainedUnavailableError(
+            f"{model}: {source!r} holds more than tensors, and torch files are only loaded with weights_only=True "
+            f"here ({err}); save its state dict alone (torch.save(state_dict, path)) and pass that file.") from err
     except (OSError, ImportError) as err:  # offline, no such repo or file, no huggingface_hub
         in_repo = not source.startswith(("http://", "https://")) and not source.endswith(filename)
         raise _unavailable(model, source, err, filename if in_repo else None) from err

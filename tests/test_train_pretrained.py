@@ -194,19 +194,24 @@ def test_offline_the_error_names_the_weights_and_says_what_to_do(tmp_path):
     # A child process: huggingface_hub reads HF_HUB_OFFLINE when it is imported; nothing may be downloaded here.
     code = (
         "from medseg_eval.train import build_model, PretrainedUnavailableError\n"
-        "for name in ('segformer-b3', 'vwformer-mit-b3', 'vwformer-convnext-s', 'hiformer-b', 'unet', 'missformer'):\n"
+        "for name in ('segformer-b3', 'vwformer-mit-b3', 'vwformer-convnext-s', 'hiformer-b', 'unet', 'missformer',\n"
+        "             'internimage-t-upernet', 'transnext-tiny-upernet'):\n"
         "    try:\n"
         "        build_model(name, 1, pretrained=True)\n"
         "    except PretrainedUnavailableError as err:\n"
         "        print(err, end='\\n---\\n')\n"
     )
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "TRANSFORMERS_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "TRANSFORMERS_OFFLINE": "1",
+           "TORCH_HOME": str(tmp_path / "torch")}
     out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.split("\n---\n")[:-1]
     assert [line.split(":")[0] for line in lines] == ["segformer-b3", "vwformer-mit-b3", "vwformer-convnext-s",
-                                                     "hiformer-b", "unet", "missformer"]
+                                                     "hiformer-b", "unet", "missformer", "internimage-t-upernet",
+                                                     "transnext-tiny-upernet"]
     assert "'nvidia/mit-b3'" in lines[0] and "'facebook/convnext-small-224'" in lines[2]
     assert "'microsoft/resnet-50'" in lines[3] and "'timm/vgg13.tv_in1k'" in lines[4]
     assert "'nvidia/mit-b1'" in lines[5]
+    assert "'OpenGVLab/InternImage' (file internimage_t_1k_224.pth)" in lines[6]
+    assert "'DaiShiResearch/transnext-tiny-224-1k' (file transnext_tiny_224_1k.pth)" in lines[7]
     assert all("pretrained=False" in line and "network access" in line for line in lines)

@@ -28,6 +28,14 @@ from .conventions import CONVENTION_SPECS, EmptyPolicy
 
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
+# Half-widths (rows) of the first searches around each query; most queries end there.
+_FIRST_HALF_WIDTHS = (1, 4)
+# Searches of at most this many lines per query run as padded blocks, longer ones as a flat list.
+_BLOCK_LINES = 64
+# Up to this many lines for every query, one block without regrouping.
+_FEW_LINES = 16
+# Columns are searched too once more than one element in this many is still open after the first searches.
+_COLUMNS_WORTH = 16
 # Marks "no boundary element in this row": wider than any image.
 _FAR = 1 << 24
 
@@ -175,39 +183,44 @@ def partner_squared_distances(
     if len(pending) == 0:
         return image, row, col, d2
     rows = _LineSearch.build(image, row, col, spacing, (h, w), transposed=False)
-    i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
-    best = rows.min_over_lines(pending, torch.maximum(i - 1, lo), torch.minimum(i + 1, hi))
-    sy = rows.step_across[image[pending]]
-    # Exact once the nearest target row left unsearched (if any) is no closer than the best.
-    above = torch.where(torch.minimum(hi, i - 2) >= lo, i - torch.minimum(hi, i - 2), _FAR)
-    below = torch.where(torch.maximum(lo, i + 2) <= hi, torch.maximum(lo, i + 2) - i, _FAR)
-    unsearched = torch.minimum(above, below).double() * sy
-    d2[pending] = best
-    open_ = best > unsearched * unsearched
-    if not open_.any():
-        return image, row, col, d2
-    pending, best = pending[open_], best[open_]
-    columns = _LineSearch.build(image, row, col, spacing, (h, w), transposed=True)
-    # Upper bounds from real targets: the nearest in the query's column (its row was searched), and
-    # in the first and last rows and columns that hold targets.
-    best = torch.minimum(best, columns.gap_squared(pending, columns.line[pending]))
-    for search in (rows, columns):
+    best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
+    for half in _FIRST_HALF_WIDTHS:
+        i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
+        best = torch.minimum(best, rows.min_over_lines(pending, torch.maximum(i - half, lo), torch.minimum(i + half, hi)))
+        # Exact once the nearest target row left unsearched (if any) is no closer than the best.
+        nearest_above = torch.minimum(hi, i - half - 1)
+        nearest_below = torch.maximum(lo, i + half + 1)
+        above = torch.where(nearest_above >= lo, i - nearest_above, _FAR)
+        below = torch.where(nearest_below <= hi, nearest_below - i, _FAR)
+        unsearched = torch.minimum(above, below).double() * rows.step_across[image[pending]]
+        d2[pending] = best
+        open_ = best > unsearched * unsearched
+        if not open_.any():
+            return image, row, col, d2
+        pending, best = pending[open_], best[open_]
+    searches = [rows]
+    if len(pending) * _COLUMNS_WORTH > len(image):  # sorting every element by column pays off
+        searches.append(_LineSearch.build(image, row, col, spacing, (h, w), transposed=True))
+        # The nearest target in the query's column is a real one (its row was searched).
+        best = torch.minimum(best, searches[1].gap_squared(pending, searches[1].line[pending]))
+    # Upper bounds from real targets: the nearest in the first and last rows (and columns) of targets.
+    for search in searches:
         for edge in (search.first[pending], search.last[pending]):
             best = torch.minimum(best, search.gap_squared(pending, edge))
     # Lines farther than sqrt(best) cannot hold a closer target: search all the others, along
     # rows or along columns, whichever has fewer of them for the query.
     spans = []
-    for search in (rows, columns):
+    for search in searches:
         line, step = search.line[pending], search.step_across[image[pending]]
         reach = (best.sqrt() / step).ceil().clamp_max(search.lines).to(line.dtype)
-        top = torch.maximum(line - reach, search.first[pending])
-        bottom = torch.minimum(line + reach, search.last[pending])
-        spans.append((top, bottom))
-    by_row = (spans[0][1] - spans[0][0]) <= (spans[1][1] - spans[1][0])
-    for search, (top, bottom), chosen in zip((rows, columns), spans, (by_row, ~by_row)):
-        if chosen.any():
-            found = search.min_over_lines(pending[chosen], top[chosen], bottom[chosen])
-            best[chosen] = torch.minimum(best[chosen], found)
+        spans.append((torch.maximum(line - reach, search.first[pending]),
+                      torch.minimum(line + reach, search.last[pending])))
+    lines = torch.stack([bottom - top for top, bottom in spans])
+    fewest = lines.argmin(0)  # rows on a tie
+    for k, (search, (top, bottom)) in enumerate(zip(searches, spans)):
+        chosen = (fewest == k).nonzero().flatten()
+        if len(chosen):
+            best[chosen] = torch.minimum(best[chosen], search.min_over_lines(pending[chosen], top[chosen], bottom[chosen]))
     d2[pending] = best
     return image, row, col, d2
 
@@ -257,42 +270,66 @@ class _LineSearch:
 
     def gap_squared(self, queries: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on one line each (inf if none)."""
-        n = self.image[queries]
-        gap = _gaps_along_lines(self.keys, n * self.lines + line, self.position[queries], self.length)
-        across = (line - self.line[queries]).double() * self.step_across[n.long()]
-        along = gap.double() * self.step_along[n.long()]
-        return (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+        return self._probe(queries, line)
 
     def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).
 
-        Every (query, line) pair is one probe of a flat list, in the queries' order, which keeps the
-        binary searches local; the list is cut into blocks to bound memory.
+        Queries with up to ``_BLOCK_LINES`` lines are searched in ``[queries, lines]`` blocks, which
+        read each query's values once; the others as one flat list of (query, line) probes, which
+        wastes nothing on queries of unequal reach. Both keep the queries' order, which keeps the
+        binary searches local, and are cut into pieces to bound memory.
         """
         out = torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device)
         count = (bottom - top + 1).clamp_min(0).long()
-        ends = count.cumsum(0)
-        total = int(ends[-1]) if len(ends) else 0
-        # Query boundaries nearest to every _BLOCK probes (a query is never split).
-        cuts = torch.searchsorted(ends, torch.arange(_BLOCK, max(total, _BLOCK), _BLOCK, device=ends.device), right=True).tolist()
-        for start, stop in zip([0, *cuts], [*cuts, len(queries)]):
-            if stop > start:
-                part = slice(start, stop)
-                out[part] = self._min_over(queries[part], top[part], count[part])
+        if int(count.max()) <= _FEW_LINES:  # no regrouping needed (the first searches)
+            return self._min_over_block(queries, top, count)
+        # Blocks of queries whose line counts round up to the same power of two (padding at most
+        # doubles the work), and one flat list for the farthest reaching.
+        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long().clamp_max(2 * _BLOCK_LINES)
+        for span in classes.unique().tolist():
+            members = (classes == span).nonzero().flatten()
+            search = self._min_over_block if span <= _BLOCK_LINES else self._min_over_flat
+            out[members] = search(queries[members], top[members], count[members])
         return out
 
-    def _min_over(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        owner = torch.repeat_interleave(torch.arange(len(queries), device=queries.device), count)
-        line = top[owner] + (torch.arange(len(owner), device=owner.device) - (count.cumsum(0) - count)[owner]).to(
-            top.dtype)
-        probe = queries[owner]
-        n = self.image[probe]
-        gap = _gaps_along_lines(self.keys, n * self.lines + line, self.position[probe], self.length)
-        across = (line - self.line[probe]).double() * self.step_across[n.long()]
-        along = gap.double() * self.step_along[n.long()]
-        d2 = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
-        return torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device).scatter_reduce(
-            0, owner, d2, "amin")
+    def _min_over_block(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        width = max(1, int(count.max())) if len(count) else 1
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        step = max(1, _BLOCK // width)
+        for start in range(0, len(queries), step):
+            part = slice(start, start + step)
+            lines = top[part, None] + torch.arange(width, device=top.device, dtype=top.dtype)
+            d2 = self._probe(queries[part, None], lines)
+            out[part] = d2.masked_fill(lines - top[part, None] >= count[part, None], math.inf).amin(1)
+        return out
+
+    def _min_over_flat(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        ends = count.cumsum(0)
+        # Query boundaries nearest to every _BLOCK probes (a query is never split).
+        marks = torch.arange(_BLOCK, max(int(ends[-1]), _BLOCK), _BLOCK, device=ends.device)
+        cuts = torch.searchsorted(ends, marks, right=True).tolist()
+        for start, stop in zip([0, *cuts], [*cuts, len(queries)]):
+            if stop > start:
+                part = count[start:stop]
+                owner = torch.repeat_interleave(torch.arange(stop - start, device=part.device), part)
+                offset = torch.arange(len(owner), device=part.device) - (part.cumsum(0) - part)[owner]
+                d2 = self._probe(queries[start:stop][owner], top[start:stop][owner] + offset.to(top.dtype))
+                out[start:stop] = torch.full((stop - start,), math.inf, dtype=torch.float64,
+                                             device=part.device).scatter_reduce(0, owner, d2, "amin")
+        return out
+
+    def _probe(self, queries: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
+        """Squared distance from each query to the nearest target on its line (inf if none); ``queries``
+        broadcasts against ``lines`` (``[Q, 1]`` against ``[Q, L]``: the queries' values are read once)."""
+        n = self.image[queries]
+        step_across, step_along = self.step_across[n.long()], self.step_along[n.long()]
+        gap = _gaps_along_lines(self.keys, n * self.lines + lines.clamp(0, self.lines - 1), self.position[queries],
+                                self.length)
+        across = (lines - self.line[queries]).double() * step_across
+        along = gap.double() * step_along
+        return (across * across + along * along).masked_fill(gap == _FAR, math.inf)
 
 
 @dataclass(frozen=True)

@@ -8,10 +8,12 @@ of boundary elements of one mask, let ``g(i', j)`` be the column distance from `
 nearest element of ``T`` in row ``i'``; the squared distance from a query element ``(i, j)`` of the
 other boundary is ``min_i' (sy * (i - i'))**2 + (sx * g(i', j))**2``. ``g`` is found only where it is
 needed, by a binary search in the sorted list of ``T``'s elements, and only rows that hold elements
-of ``T`` are searched. The three rows around ``i`` settle most queries: their best value is exact
-once no other row of ``T`` can be closer. Every other query gets an upper bound from a real
-element (the nearest element of ``T`` in its column, in ``T``'s first and last rows, and in the
-three rows), and one search over the rows within that bound settles it. Squared distances are
+of ``T`` are searched. The rows within 1, then 4, of ``i`` settle most queries: their best value is
+exact once no other row of ``T`` can be closer. Every other query gets an upper bound from real
+elements (the best so far, the nearest element of ``T`` in ``T``'s first and last rows and, when many
+queries are left, in its own column and ``T``'s first and last columns), and one search over the
+lines within that bound settles it: along rows, or along columns (the same search on the transposed
+images) where fewer columns than rows lie within the bound. Squared distances are
 formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in
 float64), and one square root is taken at the end.
 """

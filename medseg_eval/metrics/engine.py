@@ -27,7 +27,7 @@ from .conventions import (
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import class_masks, confusion_counts, overlap_metric
-from .surface import apply_empty_policy, distance_metric, surface_distances
+from .surface import Boundaries, apply_empty_policy, boundaries, distance_metric, distances_between
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
@@ -158,21 +158,40 @@ def compute(
         crop_w = torch.full_like(top, width)
         pixels_per_chunk = _GPU_PIXELS_PER_CHUNK
 
-    groups = torch.stack([crop_h, crop_w], 1)
-    for ch, cw in groups.unique(dim=0).tolist():
-        members = ((crop_h == ch) & (crop_w == cw)).nonzero().flatten()
-        per_chunk = max(1, pixels_per_chunk // (ch * cw * k))
-        for cases in members.split(per_chunk):
+    # Consecutive cases up to a budget of cropped pixels form a chunk. Within it, cases of one crop
+    # size share the per-pixel passes, and the boundary elements of all of them one distance search.
+    wanted = [m for m in metrics if m in DISTANCE_METRICS]
+    cost = (crop_h * crop_w * k).cumsum(0)
+    _, chunk_sizes = torch.unique_consecutive(torch.div(cost - 1, pixels_per_chunk, rounding_mode="floor"),
+                                              return_counts=True)
+    for chunk in torch.arange(batch, device=pred_t.device).split(chunk_sizes.tolist()):
+        parts, order = [], []
+        sizes = torch.stack([crop_h[chunk], crop_w[chunk]], 1)
+        for ch, cw in sizes.unique(dim=0).tolist():
+            cases = chunk[(sizes[:, 0] == ch) & (sizes[:, 1] == cw)]
             ys = top[cases, None] + torch.arange(ch, device=pred_t.device)
             xs = left[cases, None] + torch.arange(cw, device=pred_t.device)
             window = ((cases[:, None, None] * height + ys[:, :, None]) * width + xs[:, None, :])
-            results = _compute_crops(
-                pred_t.flatten().take(window), target_t.flatten().take(window),
-                None if roi_t is None else roi_t.flatten().take(window), counted[cases], spacing_t[cases],
-                (height, width), metrics, num_classes, convention, percentile, tolerance, empty,
-            )
-            for m, values in results.items():
-                out[m][cases] = values
+            pred_masks, target_masks = class_masks(pred_t.flatten().take(window), target_t.flatten().take(window),
+                                                   None if roi_t is None else roi_t.flatten().take(window), num_classes)
+            counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
+            if counted_metrics:
+                counts = confusion_counts(pred_masks, target_masks, counted[cases])
+                for m in counted_metrics:
+                    out[m][cases] = overlap_metric(m, counts, empty) if m in OVERLAP_METRICS else getattr(counts, m)
+            if wanted:
+                # Cases x classes become image pairs, pair = case * k + class.
+                parts.append(boundaries(pred_masks.flatten(0, 1), target_masks.flatten(0, 1),
+                                        spacing_t[cases].repeat_interleave(k, 0), convention))
+                order.append(cases)
+        if wanted:
+            cases = torch.cat(order)
+            sd = distances_between(Boundaries.cat(parts), convention)
+            per_pair = spacing_t[cases].repeat_interleave(k, 0)
+            diagonal = torch.hypot(height * per_pair[:, 0], width * per_pair[:, 1])
+            for m in wanted:
+                values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
+                out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)
     return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
 
 
@@ -202,42 +221,3 @@ def _bucket_sizes(extent: torch.Tensor, full: int) -> torch.Tensor:
         ladder += [ladder[-2] * 2, ladder[-1] * 2]
     steps = torch.tensor([min(v, full) for v in ladder] + [full], device=extent.device)
     return steps[torch.searchsorted(steps, extent)]
-
-
-def _compute_crops(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    roi: torch.Tensor | None,
-    counted: torch.Tensor,
-    spacing: torch.Tensor,
-    image_size: tuple[int, int],
-    metrics: list[str],
-    num_classes: int,
-    convention: str,
-    percentile: float,
-    tolerance: float,
-    empty: EmptyPolicy,
-) -> dict[str, torch.Tensor]:
-    """Every requested metric for a batch of equally sized crops ``[B, h, w]``."""
-    out: dict[str, torch.Tensor] = {}
-    batch = pred.shape[0]
-    k = num_classes - 1
-    pred_masks, target_masks = class_masks(pred, target, roi, num_classes)
-    if any(m in OVERLAP_METRICS or m in COUNTS for m in metrics):
-        counts = confusion_counts(pred_masks, target_masks, counted)
-        for m in metrics:
-            if m in OVERLAP_METRICS:
-                out[m] = overlap_metric(m, counts, empty)
-            elif m in COUNTS:
-                out[m] = getattr(counts, m)
-    wanted = [m for m in metrics if m in DISTANCE_METRICS]
-    if wanted:
-        # Cases x classes become N independent image pairs, row n = case * k + class.
-        per_pair = spacing.repeat_interleave(k, 0)
-        sd = surface_distances(pred_masks.flatten(0, 1), target_masks.flatten(0, 1), per_pair, convention)
-        height, width = image_size
-        diagonal = torch.hypot(height * per_pair[:, 0], width * per_pair[:, 1])
-        for m in wanted:
-            values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
-            out[m] = apply_empty_policy(m, values, sd, diagonal, empty).view(batch, k)
-    return out

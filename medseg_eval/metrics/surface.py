@@ -129,6 +129,84 @@ def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(table)
 
 
+@dataclass(frozen=True)
+class Boundaries:
+    """The boundary elements of N mask pairs as flat lists, ready for the distance search.
+
+    Images ``0..N-1`` are the predictions and ``N..2N-1`` their ground truths, in the same order;
+    elements are listed by image, then row-major. Lists of pairs found on crops of different
+    sizes are merged with :meth:`cat`, so that one search serves them all.
+    """
+
+    image: torch.Tensor  # per element: its image, row and column
+    row: torch.Tensor
+    col: torch.Tensor
+    weight: torch.Tensor  # per element, float64: its contour length (surfels) or 1 (edge pixels)
+    on_partner: torch.Tensor  # per element: also an element of the partner image (distance 0)
+    spacing: torch.Tensor  # per image, float64 [2N, 2]
+    pairs: int
+    shape: tuple[int, int]  # rows and columns of the element lattice (every element lies inside)
+
+    @staticmethod
+    def cat(parts: list[Boundaries]) -> Boundaries:
+        """The pairs of several lists as one list, in the order given (pairs of ``parts[0]`` first)."""
+        if len(parts) == 1:
+            return parts[0]
+        pairs = sum(b.pairs for b in parts)
+        pieces: list[list[torch.Tensor]] = []
+        spacing = []
+        for half in (0, 1):  # every part's predictions, then every part's ground truths
+            offset = half * pairs
+            for b in parts:
+                split = int((b.image < b.pairs).sum())
+                take = slice(0, split) if half == 0 else slice(split, None)
+                image = b.image[take] + (offset - half * b.pairs)
+                pieces.append([image, b.row[take], b.col[take], b.weight[take], b.on_partner[take]])
+                spacing.append(b.spacing[half * b.pairs:(half + 1) * b.pairs])
+                offset += b.pairs
+        columns = [torch.cat(c) for c in zip(*pieces)]
+        shape = (max(b.shape[0] for b in parts), max(b.shape[1] for b in parts))
+        return Boundaries(*columns, spacing=torch.cat(spacing), pairs=pairs, shape=shape)
+
+
+def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, convention: str) -> Boundaries:
+    """The boundary elements of both masks of N pairs, as the convention defines them.
+
+    Parameters
+    ----------
+    pred, target
+        Bool ``[N, H, W]``.
+    spacing
+        Float64 ``[N, 2]`` on the masks' device.
+    convention
+        ``"surface-distance"`` (pixel corners weighted by contour length), ``"monai"`` or
+        ``"medpy"`` (edge pixels, weight 1).
+
+    Examples
+    --------
+    >>> p = torch.zeros(1, 4, 4, dtype=torch.bool); p[0, 1:3, 1:3] = True
+    >>> b = boundaries(p, p, torch.ones(1, 2, dtype=torch.float64), "medpy")
+    >>> b.image.tolist(), bool(b.on_partner.all())
+    ([0, 0, 0, 0, 1, 1, 1, 1], True)
+    """
+    n = pred.shape[0]
+    surfels = CONVENTION_SPECS[convention].boundary == "surfels"
+    if surfels:
+        elements, padded = corner_elements(torch.cat([pred, target]))
+    else:
+        elements = edge_pixels(torch.cat([pred, target]))
+    _, h, w = elements.shape
+    image, row, col = elements.nonzero(as_tuple=True)
+    partner = torch.where(image < n, image + n, image - n)
+    on_partner = elements.flatten()[(partner * h + row) * w + col]
+    if surfels:
+        table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
+        weight = table[image, neighbour_codes(padded, image, row, col)]
+    else:
+        weight = torch.ones(len(image), dtype=torch.float64, device=pred.device)
+    return Boundaries(image, row, col, weight, on_partner, spacing.repeat(2, 1), n, (h, w))
+
+
 def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
     """Distance along a line from ``(line, pos)`` to the nearest target on that line (``_FAR`` if none).
 
@@ -145,46 +223,41 @@ def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor,
     return torch.minimum(gap_right, gap_left)
 
 
-def partner_squared_distances(
-    elements: torch.Tensor, spacing: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     """Exact squared distance from every boundary element to the nearest element of its partner.
 
     Parameters
     ----------
-    elements
-        Bool ``[2N, h, w]``: boundary elements of N predictions followed by those of their N
-        ground truths; image ``i`` and image ``(i + N) mod 2N`` are partners.
-    spacing
-        Float64 ``[2N, 2]``, ``(sy, sx)`` per image, on the masks' device.
+    b
+        The boundary elements of N mask pairs; image ``i`` and image ``(i + N) mod 2N`` are partners.
 
     Returns
     -------
-    image, row, col, d2
-        Coordinates of each element (row-major order) and its squared distance (float64). Elements
-        whose partner has none get ``inf``; the caller treats them by its empty-mask rule.
+    torch.Tensor
+        Float64 squared distance per element. Elements whose partner has none get ``inf``; the
+        caller treats them by its empty-mask rule.
 
     Examples
     --------
-    >>> e = torch.zeros(2, 4, 4, dtype=torch.bool); e[0, 0, 0] = True; e[1, 3, 2] = True
-    >>> partner_squared_distances(e, torch.tensor([[1.0, 0.5]] * 2, dtype=torch.float64))[3].tolist()
+    >>> p = torch.zeros(1, 4, 4, dtype=torch.bool); p[0, 0, 0] = True
+    >>> t = torch.zeros(1, 4, 4, dtype=torch.bool); t[0, 3, 2] = True
+    >>> b = boundaries(p, t, torch.tensor([[1.0, 0.5]], dtype=torch.float64), "medpy")
+    >>> partner_squared_distances(b).tolist()
     [10.0, 10.0]
     """
-    n2, h, w = elements.shape
-    n = n2 // 2
-    device = elements.device
-    image, row, col = elements.nonzero(as_tuple=True)
+    image, row, col, spacing = b.image, b.row, b.col, b.spacing
+    n2, shape = 2 * b.pairs, b.shape
+    device = image.device
     d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
     if len(image) == 0:
-        return image, row, col, d2
-    partner = torch.where(image < n, image + n, image - n)
+        return d2
+    partner = torch.where(image < b.pairs, image + b.pairs, image - b.pairs)
     # Elements shared with the partner's boundary (often about half) are at distance 0.
-    on_target = elements.flatten()[(partner * h + row) * w + col]
-    d2[on_target] = 0.0
-    pending = (~on_target & (torch.bincount(image, minlength=n2) > 0)[partner]).nonzero().flatten()  # none: inf
+    d2[b.on_partner] = 0.0
+    pending = (~b.on_partner & (torch.bincount(image, minlength=n2) > 0)[partner]).nonzero().flatten()  # none: inf
     if len(pending) == 0:
-        return image, row, col, d2
-    rows = _LineSearch.build(image, row, col, spacing, (h, w), transposed=False)
+        return d2
+    rows = _LineSearch.build(image, row, col, spacing, shape, transposed=False)
     best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
     for half in _FIRST_HALF_WIDTHS:
         i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
@@ -198,11 +271,11 @@ def partner_squared_distances(
         d2[pending] = best
         open_ = best > unsearched * unsearched
         if not open_.any():
-            return image, row, col, d2
+            return d2
         pending, best = pending[open_], best[open_]
     searches = [rows]
     if len(pending) * _COLUMNS_WORTH > len(image):  # sorting every element by column pays off
-        searches.append(_LineSearch.build(image, row, col, spacing, (h, w), transposed=True))
+        searches.append(_LineSearch.build(image, row, col, spacing, shape, transposed=True))
         # The nearest target in the query's column is a real one (its row was searched).
         best = torch.minimum(best, searches[1].gap_squared(pending, searches[1].line[pending]))
     # Upper bounds from real targets: the nearest in the first and last rows (and columns) of targets.
@@ -224,7 +297,7 @@ def partner_squared_distances(
         if len(chosen):
             best[chosen] = torch.minimum(best[chosen], search.min_over_lines(pending[chosen], top[chosen], bottom[chosen]))
     d2[pending] = best
-    return image, row, col, d2
+    return d2
 
 
 @dataclass(frozen=True)
@@ -393,25 +466,20 @@ def surface_distances(
     >>> sd.pred_to_target[0, :int(sd.pred_count[0])].tolist()
     [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     """
-    n = pred.shape[0]
+    return distances_between(boundaries(pred, target, spacing, convention), convention)
+
+
+def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
+    """The distances from each boundary of ``b``'s pairs to the other, sorted as the convention needs."""
+    n = b.pairs
     spec = CONVENTION_SPECS[convention]
-    if spec.boundary == "surfels":
-        elements, padded = corner_elements(torch.cat([pred, target]))
-    else:
-        elements = edge_pixels(torch.cat([pred, target]))
-    image, row, col, d2 = partner_squared_distances(elements, spacing.repeat(2, 1))
-    d = d2.sqrt()
+    d = partner_squared_distances(b).sqrt()
     if spec.distance_dtype == "float32":
         d = d.float().double()
     by_weight = spec.boundary == "surfels"
-    if by_weight:
-        table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
-        weights = table[image, neighbour_codes(padded, image, row, col)]
-    else:
-        weights = torch.ones_like(d)
-    from_pred = image < n
-    pd, pw, pc = _padded_rows(image[from_pred], d[from_pred], weights[from_pred], n, by_weight)
-    td, tw, tc = _padded_rows(image[~from_pred] - n, d[~from_pred], weights[~from_pred], n, by_weight)
+    from_pred = b.image < n
+    pd, pw, pc = _padded_rows(b.image[from_pred], d[from_pred], b.weight[from_pred], n, by_weight)
+    td, tw, tc = _padded_rows(b.image[~from_pred] - n, d[~from_pred], b.weight[~from_pred], n, by_weight)
     return SurfaceDistances(pd, pw, pc, td, tw, tc)
 
 

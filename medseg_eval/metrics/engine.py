@@ -169,11 +169,9 @@ def compute(
         sizes = torch.stack([crop_h[chunk], crop_w[chunk]], 1)
         for ch, cw in sizes.unique(dim=0).tolist():
             cases = chunk[(sizes[:, 0] == ch) & (sizes[:, 1] == cw)]
-            ys = top[cases, None] + torch.arange(ch, device=pred_t.device)
-            xs = left[cases, None] + torch.arange(cw, device=pred_t.device)
-            window = ((cases[:, None, None] * height + ys[:, :, None]) * width + xs[:, None, :])
-            pred_masks, target_masks = class_masks(pred_t.flatten().take(window), target_t.flatten().take(window),
-                                                   None if roi_t is None else roi_t.flatten().take(window), num_classes)
+            at = (cases, top[cases], left[cases], ch, cw)
+            pred_masks, target_masks = class_masks(_crop(pred_t, *at), _crop(target_t, *at),
+                                                   None if roi_t is None else _crop(roi_t, *at), num_classes)
             counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
             if counted_metrics:
                 counts = confusion_counts(pred_masks, target_masks, counted[cases])
@@ -193,6 +191,13 @@ def compute(
                 values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
                 out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)
     return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
+
+
+def _crop(x: torch.Tensor, cases: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int,
+          width: int) -> torch.Tensor:
+    """The ``height x width`` windows of ``x[cases]`` at ``top, left``, ``[len(cases), height, width]``."""
+    # Indexing the view of every window copies only the chosen ones.
+    return x.unfold(1, height, 1).unfold(2, width, 1)[cases, top, left]
 
 
 def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:

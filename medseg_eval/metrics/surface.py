@@ -34,6 +34,8 @@ _BLOCK = 1 << 20
 _FIRST_HALF_WIDTHS = (1, 4)
 # Searches of at most this many lines per query run as padded blocks, longer ones as a flat list.
 _BLOCK_LINES = 64
+# Lines per band of the last search, whose bands are tested before their lines are searched.
+_BAND = 8
 # Up to this many lines for every query, one block without regrouping.
 _FEW_LINES = 16
 # Columns are searched too once more than one element in this many is still open after the first searches.
@@ -295,7 +297,7 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     for k, (search, (top, bottom)) in enumerate(zip(searches, spans)):
         chosen = (fewest == k).nonzero().flatten()
         if len(chosen):
-            best[chosen] = torch.minimum(best[chosen], search.min_over_lines(pending[chosen], top[chosen], bottom[chosen]))
+            best[chosen] = search.min_over_bands(pending[chosen], top[chosen], bottom[chosen], best[chosen])
     d2[pending] = best
     return d2
 
@@ -367,6 +369,49 @@ class _LineSearch:
             search = self._min_over_block if span <= _BLOCK_LINES else self._min_over_flat
             out[members] = search(queries[members], top[members], count[members])
         return out
+
+    def min_over_bands(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor,
+                       best: torch.Tensor) -> torch.Tensor:
+        """``min(best, min_over_lines(queries, top, bottom))``, searching only the bands of ``_BAND`` lines
+        that may hold a target closer than ``best``.
+
+        A band's bound is the squared distance to it across lines plus the nearest target in any of
+        its lines along them: no target of the band is closer. Far queries reach many lines, but only
+        the few bands around their nearest target pass this test.
+        """
+        bands = -(-self.lines // _BAND)
+        # The targets listed by band: (image * bands + line // _BAND) * length + position, ascending.
+        unit = self.keys[1:-1].long() // self.length
+        band_keys = ((unit // self.lines * bands + unit % self.lines // _BAND) * self.length
+                     + self.keys[1:-1].long() % self.length).sort().values.to(self.keys.dtype)
+        sentinel = torch.tensor([-2 * _FAR, len(self.step_across) * bands * self.length + 2 * _FAR],
+                                dtype=self.keys.dtype, device=queries.device)
+        band_keys = torch.cat([sentinel[:1], band_keys, sentinel[1:]])
+        first, count = top // _BAND, (bottom // _BAND - top // _BAND + 1).clamp_min(0).long()
+        pairs = []
+        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long()
+        for span in classes.unique().tolist():
+            members = (classes == span).nonzero().flatten()
+            for part in members.split(max(1, _BLOCK // span)):
+                q = queries[part]
+                n, line = self.image[q], self.line[q]
+                band = first[part, None] + torch.arange(span, device=q.device, dtype=first.dtype)
+                gap = _gaps_along_lines(band_keys, n[:, None] * bands + band.clamp_max(bands - 1),
+                                        self.position[q][:, None], self.length)
+                across = torch.maximum(band * _BAND - line[:, None], line[:, None] - band * _BAND - (_BAND - 1))
+                across = across.clamp_min(0).double() * self.step_across[n.long(), None]
+                along = gap.double() * self.step_along[n.long(), None]
+                bound = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+                open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
+                which, offset = open_.nonzero(as_tuple=True)
+                pairs.append((part[which], band[which, offset]))
+        which = torch.cat([w for w, _ in pairs])
+        if len(which) == 0:
+            return best
+        band = torch.cat([b for _, b in pairs])
+        d2 = self.min_over_lines(queries[which], torch.maximum(top[which], band * _BAND),
+                                 torch.minimum(bottom[which], band * _BAND + (_BAND - 1)))
+        return best.scatter_reduce(0, which, d2, "amin")
 
     def _min_over_block(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         width = max(1, int(count.max())) if len(count) else 1

@@ -13,9 +13,12 @@ exact once no other row of ``T`` can be closer. Every other query gets an upper 
 elements (the best so far, the nearest element of ``T`` in ``T``'s first and last rows and, when many
 queries are left, in its own column and ``T``'s first and last columns), and one search over the
 lines within that bound settles it: along rows, or along columns (the same search on the transposed
-images) where fewer columns than rows lie within the bound. Squared distances are
-formed exactly as SciPy's ``distance_transform_edt`` does (``(dy*sy)**2 + (dx*sx)**2`` in
-float64), and one square root is taken at the end.
+images) where fewer columns than rows lie within the bound. That search takes the lines in bands
+of 8 and reads the lines of a band only when no bound rules it out: the distance across to the
+band plus the distance along to the nearest target in any of its lines is a lower bound for all
+its targets, so a far query reads the few bands near its nearest target, not every line within
+reach. Squared distances are formed exactly as SciPy's ``distance_transform_edt`` does
+(``(dy*sy)**2 + (dx*sx)**2`` in float64), and one square root is taken at the end.
 """
 
 from __future__ import annotations
@@ -32,12 +35,8 @@ from .conventions import CONVENTION_SPECS, EmptyPolicy
 _BLOCK = 1 << 20
 # Half-widths (rows) of the first searches around each query; most queries end there.
 _FIRST_HALF_WIDTHS = (1, 4)
-# Searches of at most this many lines per query run as padded blocks, longer ones as a flat list.
-_BLOCK_LINES = 64
 # Lines per band of the last search, whose bands are tested before their lines are searched.
 _BAND = 8
-# Up to this many lines for every query, one block without regrouping.
-_FEW_LINES = 16
 # Columns are searched too once more than one element in this many is still open after the first searches.
 _COLUMNS_WORTH = 16
 # Marks "no boundary element in this row": wider than any image.
@@ -352,22 +351,19 @@ class _LineSearch:
     def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).
 
-        Queries with up to ``_BLOCK_LINES`` lines are searched in ``[queries, lines]`` blocks, which
-        read each query's values once; the others as one flat list of (query, line) probes, which
-        wastes nothing on queries of unequal reach. Both keep the queries' order, which keeps the
-        binary searches local, and are cut into pieces to bound memory.
+        For a few lines per query (the first searches, one band): one ``[queries, lines]`` block,
+        padded to the most lines, which reads each query's values once; cut into pieces to bound
+        memory, in the queries' order, which keeps the binary searches local.
         """
-        out = torch.full((len(queries),), math.inf, dtype=torch.float64, device=queries.device)
-        count = (bottom - top + 1).clamp_min(0).long()
-        if int(count.max()) <= _FEW_LINES:  # no regrouping needed (the first searches)
-            return self._min_over_block(queries, top, count)
-        # Blocks of queries whose line counts round up to the same power of two (padding at most
-        # doubles the work), and one flat list for the farthest reaching.
-        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long().clamp_max(2 * _BLOCK_LINES)
-        for span in classes.unique().tolist():
-            members = (classes == span).nonzero().flatten()
-            search = self._min_over_block if span <= _BLOCK_LINES else self._min_over_flat
-            out[members] = search(queries[members], top[members], count[members])
+        count = (bottom - top + 1).clamp_min(0)
+        width = max(1, int(count.max())) if len(count) else 1
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        step = max(1, _BLOCK // width)
+        for start in range(0, len(queries), step):
+            part = slice(start, start + step)
+            lines = top[part, None] + torch.arange(width, device=top.device, dtype=top.dtype)
+            d2 = self._probe(queries[part, None], lines)
+            out[part] = d2.masked_fill(lines > bottom[part, None], math.inf).amin(1)
         return out
 
     def min_over_bands(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor,
@@ -412,33 +408,6 @@ class _LineSearch:
         d2 = self.min_over_lines(queries[which], torch.maximum(top[which], band * _BAND),
                                  torch.minimum(bottom[which], band * _BAND + (_BAND - 1)))
         return best.scatter_reduce(0, which, d2, "amin")
-
-    def _min_over_block(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        width = max(1, int(count.max())) if len(count) else 1
-        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
-        step = max(1, _BLOCK // width)
-        for start in range(0, len(queries), step):
-            part = slice(start, start + step)
-            lines = top[part, None] + torch.arange(width, device=top.device, dtype=top.dtype)
-            d2 = self._probe(queries[part, None], lines)
-            out[part] = d2.masked_fill(lines - top[part, None] >= count[part, None], math.inf).amin(1)
-        return out
-
-    def _min_over_flat(self, queries: torch.Tensor, top: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
-        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
-        ends = count.cumsum(0)
-        # Query boundaries nearest to every _BLOCK probes (a query is never split).
-        marks = torch.arange(_BLOCK, max(int(ends[-1]), _BLOCK), _BLOCK, device=ends.device)
-        cuts = torch.searchsorted(ends, marks, right=True).tolist()
-        for start, stop in zip([0, *cuts], [*cuts, len(queries)]):
-            if stop > start:
-                part = count[start:stop]
-                owner = torch.repeat_interleave(torch.arange(stop - start, device=part.device), part)
-                offset = torch.arange(len(owner), device=part.device) - (part.cumsum(0) - part)[owner]
-                d2 = self._probe(queries[start:stop][owner], top[start:stop][owner] + offset.to(top.dtype))
-                out[start:stop] = torch.full((stop - start,), math.inf, dtype=torch.float64,
-                                             device=part.device).scatter_reduce(0, owner, d2, "amin")
-        return out
 
     def _probe(self, queries: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on its line (inf if none); ``queries``

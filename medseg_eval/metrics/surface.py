@@ -291,8 +291,8 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         reach = (best.sqrt() / step).ceil().clamp_max(search.lines).to(line.dtype)
         spans.append((torch.maximum(line - reach, search.first[pending]),
                       torch.minimum(line + reach, search.last[pending])))
-    lines = torch.stack([bottom - top for top, bottom in spans])
-    fewest = lines.argmin(0)  # rows on a tie
+    lines = [bottom - top for top, bottom in spans]
+    fewest = (lines[-1] < lines[0]).long()  # 1 (columns) where searched and fewer; rows on a tie
     for k, (search, (top, bottom)) in enumerate(zip(searches, spans)):
         chosen = (fewest == k).nonzero().flatten()
         if len(chosen):
@@ -373,7 +373,8 @@ class _LineSearch:
 
         A band's bound is the squared distance to it across lines plus the nearest target in any of
         its lines along them: no target of the band is closer. Far queries reach many lines, but only
-        the few bands around their nearest target pass this test.
+        the few bands around their nearest target pass this test, fewer still once the band of lowest
+        bound has been searched.
         """
         bands = -(-self.lines // _BAND)
         # The targets listed by band: (image * bands + line // _BAND) * length + position, ascending.
@@ -400,14 +401,23 @@ class _LineSearch:
                 bound = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
                 open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
                 which, offset = open_.nonzero(as_tuple=True)
-                pairs.append((part[which], band[which, offset]))
-        which = torch.cat([w for w, _ in pairs])
-        if len(which) == 0:
-            return best
-        band = torch.cat([b for _, b in pairs])
-        d2 = self.min_over_lines(queries[which], torch.maximum(top[which], band * _BAND),
-                                 torch.minimum(bottom[which], band * _BAND + (_BAND - 1)))
-        return best.scatter_reduce(0, which, d2, "amin")
+                pairs.append((part[which], band[which, offset], bound[which, offset]))
+        which, band, bound = (torch.cat(column) for column in zip(*pairs))
+        # The band of lowest bound first: its lines mostly hold the nearest target, whose distance
+        # then rules out most of the other bands.
+        lowest = torch.full_like(best, math.inf).scatter_reduce(0, which, bound, "amin")
+        first_round = bound == lowest[which]
+
+        def search(best: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+            w, b = which[chosen], band[chosen]
+            if len(w) == 0:
+                return best
+            d2 = self.min_over_lines(queries[w], torch.maximum(top[w], b * _BAND),
+                                     torch.minimum(bottom[w], b * _BAND + (_BAND - 1)))
+            return best.scatter_reduce(0, w, d2, "amin")
+
+        best = search(best, first_round)
+        return search(best, ~first_round & (bound < best[which]))
 
     def _probe(self, queries: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on its line (inf if none); ``queries``

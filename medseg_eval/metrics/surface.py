@@ -468,33 +468,18 @@ def _padded_rows(
     return d.gather(1, order), wt.gather(1, order), count
 
 
-def surface_distances(
-    pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, convention: str
-) -> SurfaceDistances:
-    """Boundary elements of both masks and their distances to the other boundary, both directions.
-
-    Parameters
-    ----------
-    pred, target
-        Bool ``[N, H, W]``.
-    spacing
-        Float64 ``[N, 2]`` on the masks' device.
-    convention
-        ``"surface-distance"``, ``"monai"`` or ``"medpy"``.
+def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
+    """The distances from each boundary of ``b``'s pairs to the other, sorted as the convention needs.
 
     Examples
     --------
     >>> p = torch.zeros(1, 8, 8, dtype=torch.bool); p[0, 2:5, 2:5] = True
     >>> t = torch.zeros(1, 8, 8, dtype=torch.bool); t[0, 2:5, 3:6] = True
-    >>> sd = surface_distances(p, t, torch.ones(1, 2, dtype=torch.float64), "medpy")
+    >>> b = boundaries(p, t, torch.ones(1, 2, dtype=torch.float64), "medpy")
+    >>> sd = distances_between(b, "medpy")
     >>> sd.pred_to_target[0, :int(sd.pred_count[0])].tolist()
     [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0]
     """
-    return distances_between(boundaries(pred, target, spacing, convention), convention)
-
-
-def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
-    """The distances from each boundary of ``b``'s pairs to the other, sorted as the convention needs."""
     n = b.pairs
     spec = CONVENTION_SPECS[convention]
     d = partner_squared_distances(b).sqrt()

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from medseg_eval import metrics
+from medseg_eval.metrics import engine
 from tests.cases import random_cases
 from tests.references import REFERENCES
 
@@ -75,7 +76,10 @@ def test_other_percentiles_match_reference_library(convention: str, percentile: 
             assert_agree(ours[name], ref[name], labels, f"{convention} {name} at p={percentile}, tol=1.3")
 
 
-def test_batched_call_equals_case_by_case() -> None:
+@pytest.mark.parametrize("pixels_per_chunk", [None, 20000])
+def test_batched_call_equals_case_by_case(pixels_per_chunk: int | None, monkeypatch) -> None:
+    if pixels_per_chunk is not None:  # chunks that end between cases of different crop sizes
+        monkeypatch.setattr(engine, "_CPU_PIXELS_PER_CHUNK", pixels_per_chunk)
     cases = random_cases(40, seed=11, shape=(48, 64))
     pred = torch.from_numpy(np.stack([c.pred for c in cases]))
     target = torch.from_numpy(np.stack([c.target for c in cases]))

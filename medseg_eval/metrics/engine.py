@@ -161,6 +161,7 @@ def compute(
     # Consecutive cases up to a budget of cropped pixels form a chunk. Within it, cases of one crop
     # size share the per-pixel passes, and the boundary elements of all of them one distance search.
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
+    counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
     cost = (crop_h * crop_w * k).cumsum(0)
     _, chunk_sizes = torch.unique_consecutive(torch.div(cost - 1, pixels_per_chunk, rounding_mode="floor"),
                                               return_counts=True)
@@ -172,7 +173,6 @@ def compute(
             at = (cases, top[cases], left[cases], ch, cw)
             pred_masks, target_masks = class_masks(_crop(pred_t, *at), _crop(target_t, *at),
                                                    None if roi_t is None else _crop(roi_t, *at), num_classes)
-            counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
             if counted_metrics:
                 counts = confusion_counts(pred_masks, target_masks, counted[cases])
                 for m in counted_metrics:

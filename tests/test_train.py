@@ -86,7 +86,7 @@ def test_rex_schedule():
 
 def _train(out: Path, home: Path, epochs: int) -> subprocess.Popen:
     command = [sys.executable, "-m", "medseg_eval.cli", "train", "unet", "--dataset", "synthetic-lesions",
-               "--fold", "0", "--epochs", str(epochs), "--image-size", "64", "--device", "cpu", "--quiet",
+               "--fold", "0", "--epochs", str(epochs), "--image-size", "32", "--device", "cpu", "--quiet",
                "--out", str(out)]
     return subprocess.Popen(command, env={**os.environ, "MEDSEG_EVAL_HOME": str(home)}, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -94,7 +94,7 @@ def _train(out: Path, home: Path, epochs: int) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def whole_run(synthetic_home, tmp_path_factory):
-    """A 2-epoch U-Net run on synthetic-lesions at 64 px through the CLI, never interrupted."""
+    """A 2-epoch U-Net run on synthetic-lesions at 32 px through the CLI, never interrupted."""
     out = tmp_path_factory.mktemp("runs") / "whole"
     run = _train(out, synthetic_home, epochs=2)
     output, _ = run.communicate(timeout=600)
@@ -122,12 +122,13 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers(whole_run, synthetic
     last = tmp_path / "killed" / "last.pt"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and killed.poll() is None:
-        if last.is_file() and torch.load(last, weights_only=False)["state"]["epoch"] >= 1:
+        if last.is_file():  # written atomically after each epoch: the first one to appear is epoch 1's
             killed.send_signal(signal.SIGKILL)  # in epoch 2: after the checkpoint of epoch 1
             break
         time.sleep(0.02)
     killed.wait(timeout=60)
     assert killed.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    assert torch.load(last, weights_only=False)["state"]["epoch"] == 1
     assert not (tmp_path / "killed" / "run.json").exists()
     resumed = _train(tmp_path / "killed", synthetic_home, epochs=2)
     output, _ = resumed.communicate(timeout=600)
@@ -141,7 +142,7 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_numbers(whole_run, synthetic
 
 def test_the_learning_rate_sweep_keeps_the_best_rate_on_the_held_out_fold(synthetic_home, tmp_path, monkeypatch):
     monkeypatch.setenv("MEDSEG_EVAL_HOME", str(synthetic_home))
-    config = TrainConfig(model="unet", dataset="synthetic-lesions", image_size=64, max_epochs=1, max_steps_per_epoch=3,
+    config = TrainConfig(model="unet", dataset="synthetic-lesions", image_size=32, max_epochs=1, max_steps_per_epoch=3,
                          lr_grid=(3e-4, 1e-5))
     run = train_fold(config, tmp_path / "out", device="cpu", progress=False, sweep_lr=True)
     record = json.loads((tmp_path / "out" / "run.json").read_text())
@@ -190,7 +191,7 @@ def test_a_run_out_of_time_resumes_on_its_device_to_the_same_numbers(device, tmp
 
 def test_two_processes_under_torchrun_share_each_batch(synthetic_home, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "medseg_eval.cli",
-               "train", "unet", "--dataset", "synthetic-lesions", "--epochs", "1", "--image-size", "64",
+               "train", "unet", "--dataset", "synthetic-lesions", "--epochs", "1", "--image-size", "32",
                "--device", "cpu", "--quiet", "--out", str(tmp_path / "ddp")]
     done = subprocess.run(command, env={**os.environ, "MEDSEG_EVAL_HOME": str(synthetic_home)}, capture_output=True,
                           text=True, timeout=600, check=False)

@@ -60,7 +60,14 @@ def test_zero_shot_with_a_small_sam_records_its_oracle_prompts(home):
 
 def test_sam2_takes_the_same_box_prompts():
     torch.manual_seed(0)
-    model = transformers.Sam2Model(transformers.Sam2Config()).eval()  # SAM 2 Hiera-T shape, random weights
+    # A Hiera of SAM 2's design at a 256-pixel input (Hiera-T at 1024 takes 40 s here), random weights.
+    config = transformers.Sam2Config(
+        vision_config={"backbone_config": {"model_type": "sam2_hiera_det_model", "image_size": [256, 256],
+                                           "blocks_per_stage": [1, 1, 2, 1], "global_attention_blocks": [3],
+                                           "window_size_per_stage": [8, 4, 4, 2]},
+                       "backbone_feature_sizes": [[64, 64], [32, 32], [16, 16]]},
+        prompt_encoder_config={"image_size": 256})
+    model = transformers.Sam2Model(config).eval()
     image = (np.random.default_rng(0).random((100, 120, 3)) * 255).astype(np.uint8)
     labels = segment_with_boxes(model, image, [(1, (10.0, 10.0, 60.0, 50.0)), (2, (70.0, 20.0, 110.0, 90.0))],
                                 torch.device("cpu"))

@@ -31,7 +31,7 @@ def _handler(state: ServerState) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args) -> None:  # keep test output clean
             pass
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:  # http.server's naming
             name = unquote(self.path.lstrip("/").split("?")[0])
             requested_range = self.headers.get("Range")
             state.requests.append((name, requested_range))

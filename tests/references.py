@@ -51,7 +51,7 @@ def _monai_nsd(pred: np.ndarray, gt: np.ndarray, spacing, tolerance: float, use_
 
 def _monai_calls(pred: np.ndarray, gt: np.ndarray, spacing, percentile: float, tolerance: float) -> dict:
     yp, y = _monai_tensor(pred), _monai_tensor(gt)
-    common = dict(include_background=True, spacing=[float(s) for s in spacing])
+    common = {"include_background": True, "spacing": [float(s) for s in spacing]}
     return {
         "hausdorff": lambda: monai_metrics.compute_hausdorff_distance(yp, y, percentile=None, **common).item(),
         "hd95": lambda: monai_metrics.compute_hausdorff_distance(yp, y, percentile=percentile, **common).item(),

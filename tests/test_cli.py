@@ -15,5 +15,5 @@ def test_console_script_lists_conventions_and_version() -> None:
 
 
 def test_missing_command_exits_with_usage() -> None:
-    result = subprocess.run([sys.executable, "-m", "medseg_eval.cli"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "medseg_eval.cli"], capture_output=True, text=True, check=False)
     assert result.returncode == 2 and "usage" in result.stderr

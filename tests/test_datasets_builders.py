@@ -85,7 +85,7 @@ def test_groups_never_straddle_splits_or_folds(built):
 def test_build_loads_with_hugging_face_datasets_from_the_folder(built, tmp_path):
     import datasets
 
-    name, layout, report = built
+    name, _, report = built
     split = next(s for s, n in report.counts.items() if n)
     ds = datasets.load_dataset(str(report.folder), split=split, cache_dir=str(tmp_path / "hf"))
     ours = load_dataset(name, split=split)

@@ -246,8 +246,8 @@ def test_own_targets_of_mixed_sizes_are_grouped_not_padded():
     res = evaluate(preds, targets=targets, spacing=(0.5, 2.0), metrics=["dice", "hd95", "nsd"], batch_size=2,
                    progress=False)
     wide = res.wide()
-    for c in targets:
-        alone = medseg_eval.metrics.compute(preds[c], targets[c], ["dice", "hd95", "nsd"], spacing=(0.5, 2.0))
+    for c, target in targets.items():
+        alone = medseg_eval.metrics.compute(preds[c], target, ["dice", "hd95", "nsd"], spacing=(0.5, 2.0))
         row = wide.filter(pl.col("case_id") == c).row(0, named=True)
         for m in ("dice", "hd95", "nsd"):
             assert row[m] == pytest.approx(alone[m].item(), rel=1e-12), (c, m)

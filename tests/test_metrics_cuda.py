@@ -32,7 +32,7 @@ def test_cuda_matches_cpu(convention: str, spacing) -> None:
         for name, values in cpu.items():
             assert gpu[name].device.type == "cuda"
             torch.testing.assert_close(gpu[name].cpu(), values, rtol=1e-12, atol=1e-12, equal_nan=True,
-                                       msg=lambda m: f"{convention} {name} {kwargs and 'roi'}: {m}")
+                                       msg=lambda m, name=name, kwargs=kwargs: f"{convention} {name} {kwargs and 'roi'}: {m}")
 
 
 def test_lesion_metrics_and_components_on_cuda_match_cpu() -> None:

@@ -30,12 +30,21 @@ def class_masks(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | No
                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """One bool mask per foreground class, ``[B, K, H, W]``, restricted to the region of interest.
 
+    ``pred`` and ``target`` hold validated class ids ``0..num_classes-1``; binary uint8 maps come
+    back as bool views of themselves, without a pass over the pixels.
+
     Examples
     --------
     >>> p, t = class_masks(torch.tensor([[[0, 2]]]), torch.tensor([[[1, 2]]]), None, 3)
     >>> p.tolist(), t.tolist()
     ([[[[False, False]], [[False, True]]]], [[[[True, False]], [[False, True]]]])
     """
+    if num_classes == 2 and pred.dtype == target.dtype == torch.uint8:
+        # Bytes that are 0 or 1 are valid bools: the maps are their class-1 masks.
+        pred_masks, target_masks = pred.view(torch.bool).unsqueeze(1), target.view(torch.bool).unsqueeze(1)
+        if roi is not None:  # not in place: the views share memory with the caller's maps
+            return pred_masks & roi.unsqueeze(1), target_masks & roi.unsqueeze(1)
+        return pred_masks, target_masks
     # Compare in the maps' own dtype (no widening copy) when every class id fits in it.
     dtype = pred.dtype if num_classes - 1 <= torch.iinfo(pred.dtype).max else torch.int64
     classes = torch.arange(1, num_classes, device=pred.device, dtype=dtype).view(1, -1, 1, 1)

@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 
@@ -41,12 +41,40 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_replaceable(path: str | os.PathLike[str], owned: Collection[str]) -> Path:
+    """``path``, if a folder written there may replace what is there: nothing, an empty folder, or a
+    folder holding only the entries ``owned`` (what the writer itself writes).
+
+    Raises ``FileExistsError`` naming the other entries, which replacing would delete.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp()); _ = (folder / "notes.txt").write_text("mine")
+    >>> check_replaceable(folder, ["results.json"])
+    Traceback (most recent call last):
+    ...
+    FileExistsError: ... holds files this would not write (notes.txt); ...
+    """
+    path = Path(path)
+    if path.exists():
+        others = sorted(p.name for p in path.iterdir()) if path.is_dir() else [path.name]
+        others = [name for name in others if name not in owned]
+        if others:
+            raise FileExistsError(
+                f"{path} holds files this would not write ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''});"
+                f" writing there would delete them. Choose a new folder, e.g. {path / 'run-1'}.")
+    return path
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike[str], *, owned: Collection[str] | None = None) -> Iterator[Path]:
     """Yield an empty staging folder that replaces ``path`` only when the block succeeds.
 
     The previous folder is moved aside, the staging folder renamed into place, then the old one
     removed; an exception in the block removes the staging folder and leaves ``path`` untouched.
+    With ``owned`` (the entries the writer writes), a folder that holds anything else is refused
+    before the block runs (:func:`check_replaceable`): a user's folder is never replaced.
 
     Examples
     --------
@@ -57,7 +85,7 @@ def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     >>> sorted(p.name for p in target.iterdir())
     ['f.txt']
     """
-    path = Path(path)
+    path = Path(path) if owned is None else check_replaceable(path, owned)
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.building-"))
     try:

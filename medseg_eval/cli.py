@@ -139,9 +139,13 @@ def _summary_table(title: str, results: dict) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from ._atomic import check_replaceable
     from .evaluate import DEFAULT_METRICS, evaluate
+    from .results import RESULT_FILES
 
     metrics = args.metrics.split(",") if args.metrics else list(DEFAULT_METRICS)
+    if args.out:
+        check_replaceable(args.out, RESULT_FILES)  # before scoring, not after
     res = evaluate(args.predictions, args.dataset, split=args.split, metrics=metrics, convention=args.convention,
                    device=args.device, resize=args.resize, progress=not args.quiet)
     p = res.provenance
@@ -486,7 +490,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SubmissionError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    except (DatasetError, PredictionError, PairingError, FileNotFoundError) as err:
+    except (DatasetError, PredictionError, PairingError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

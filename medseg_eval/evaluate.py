@@ -18,7 +18,7 @@ from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
 from .metrics._validation import check_options
-from .predictions import PredictionSet, PredictionShapeError, preview, read_predictions
+from .predictions import PredictionLabelError, PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
 #: Scored when ``metrics`` is not given.
@@ -56,7 +56,7 @@ def evaluate(
     preds
         A dict ``case_id -> array``, a folder or zip of files named by case id (PNG, GIF, BMP, TIFF,
         NPY, NPZ, NIfTI; the dataset's own mask names work too), an array/tensor ``[N, H, W]`` in the
-        split's order (sorted case ids), scores ``[N, C, H, W]`` (argmax; one channel: > 0.5), or a
+        split's order (sorted case ids), scores ``[N, C, H, W]`` (argmax; one channel of probabilities: > 0.5), or a
         ``datasets.Dataset`` with ``case_id`` and ``mask`` columns.
     dataset
         A registered dataset (``medseg-eval datasets list``), built or mirrored locally.
@@ -103,6 +103,10 @@ def evaluate(
         raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
     provenance: dict[str, Any] = {}
     if dataset is not None:
+        given = [k for k, v in (("spacing", spacing), ("num_classes", num_classes)) if v is not None]
+        if given:
+            raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's manifest; "
+                             "drop them, or score your own ground truth with `targets=`.")
         truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, progress)
         spec = get_spec(dataset)
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names),
@@ -168,6 +172,11 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
         found = read_predictions(targets, None, num_classes=256, name="targets")
         values = set().union(*(np.unique(m).tolist() for m in found.masks.values()))
         # Binary masks saved as {0, 255} are two classes (and are read as {0, 1}), not 256.
+        if 255 in values and not values <= {0, 255}:
+            mixed = sorted(c for c, m in found.masks.items() if m.max() != 255)
+            raise PredictionLabelError(
+                f"targets: some masks hold 255 and others {sorted(values - {0, 255})[:5]} (e.g. {preview(mixed, 3)}): "
+                "save every binary mask the same way ({0, 1} or {0, 255}), or give `num_classes`.")
         num_classes = 2 if values <= {0, 255} else max(values) + 1
     read = read_predictions(targets, None, num_classes=num_classes, name="targets")
 
@@ -176,6 +185,12 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
             return (1.0, 1.0)
         return tuple(spacing[case_id]) if isinstance(spacing, Mapping) else tuple(spacing)
 
+    if isinstance(spacing, Mapping):
+        missing = sorted(set(read.masks) - {str(c) for c in spacing})
+        if missing:
+            raise ValueError(f"`spacing` has no entry for {len(missing)} case(s): {preview(missing)}; give one "
+                             "(sy, sx) per case id, or one pair for all.")
+        spacing = {str(c): v for c, v in spacing.items()}
     truth = {c: (m, spacing_of(c), None) for c, m in read.masks.items()}
     provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": read.source,
                   "num_classes_inferred": inferred, "spacing_unit": "as given" if spacing is not None else "pixel"}

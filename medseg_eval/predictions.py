@@ -77,7 +77,8 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
         Any accepted form (see the module docstring).
     case_ids
         The split's case ids, in its order (what an ``[N, H, W]`` array is matched against);
-        ``None`` takes the ids found (an array's rows become ``"0"``, ``"1"``, ...).
+        ``None`` takes the ids found (an array's rows become ``"0"``, ``"1"``, ..., zero-padded to one
+        width, ``"00"`` ... ``"11"`` for 12 rows, so that they sort in row order).
     num_classes
         Classes including background; decides argmax vs threshold and the {0, 255} rule.
     match
@@ -100,8 +101,11 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
         path = Path(preds).expanduser()
         if path.is_file() and zipfile.is_zipfile(path):
             with tempfile.TemporaryDirectory(prefix="medseg-eval-preds-") as tmp:
-                with zipfile.ZipFile(path) as z:
-                    z.extractall(tmp)
+                try:
+                    with zipfile.ZipFile(path) as z:
+                        z.extractall(tmp)
+                except (zipfile.BadZipFile, OSError) as err:
+                    raise PredictionFormatError(f"{name}: cannot unpack {path} ({err}); zip the files again.") from err
                 raw = _read_folder(Path(tmp), case_ids, match, name)
         elif path.is_dir():
             raw = _read_folder(path, case_ids, match, name)
@@ -109,16 +113,16 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
             raise PredictionFormatError(f"{name}: {path} is neither a folder nor a zip file of predictions.")
         source = str(path)
     elif isinstance(preds, Mapping):
-        raw, source = {str(k): v for k, v in preds.items()}, "dict"
+        raw, source = _unique_ids(preds.keys(), preds.values(), name), "dict"
     elif _is_hf_dataset(preds):
         missing = {"case_id", "mask"} - set(preds.column_names)
         if missing:
             raise PredictionFormatError(f"{name}: the dataset needs columns case_id and mask; it lacks {sorted(missing)}.")
-        raw, source = dict(zip(preds["case_id"], preds["mask"])), "datasets.Dataset"
+        raw, source = _unique_ids(preds["case_id"], preds["mask"], name), "datasets.Dataset"
     elif _is_array(preds):
         array = _to_numpy(preds, name)
-        if case_ids is None:
-            case_ids = [str(i) for i in range(len(array))]
+        if case_ids is None:  # zero-padded, so that the ids sort in row order
+            case_ids = [f"{i:0{len(str(max(len(array) - 1, 0)))}d}" for i in range(len(array))]
         if array.shape[0] != len(case_ids) or array.ndim not in (3, 4):
             raise PredictionShapeError(
                 f"{name}: an array must be [N, H, W] labels or [N, C, H, W] scores with N = {len(case_ids)} cases "
@@ -132,6 +136,8 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
 
     if case_ids is not None:
         check_ids(raw, case_ids, name)
+    elif not raw:
+        raise PredictionFormatError(f"{name}: no cases found in {source}; there is nothing to score.")
     digest = hashlib.sha256()
     masks = {}
     for case_id in sorted(raw):
@@ -164,12 +170,19 @@ def to_labels(value: Any, case_id: str, num_classes: int, rules: dict[str, str],
                                    "channel of class ids.")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating) and np.isnan(array).any():
-        raise PredictionLabelError(f"{name} for {case_id}: holds NaN; fix the model output before scoring.")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise PredictionLabelError(f"{name} for {case_id}: holds NaN or infinite values; fix the model output before "
+                                   "scoring.")
     if array.ndim == 3:
         if array.shape[0] == 1:
-            rules["threshold"] = "one-channel scores: foreground where > 0.5"
-            array = (array[0] > 0.5).astype(np.uint8)
+            array = array[0]  # labels with a channel axis, or one channel of foreground probabilities
+            if num_classes == 2 and np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+                if array.min() < 0 or array.max() > 1:
+                    raise PredictionLabelError(
+                        f"{name} for {case_id}: one-channel scores must be probabilities in [0, 1], but range from "
+                        f"{array.min():.3g} to {array.max():.3g}; apply a sigmoid to logits first.")
+                rules["threshold"] = "one-channel scores: foreground where > 0.5"
+                array = (array > 0.5).astype(np.uint8)
         else:
             if array.shape[0] != num_classes:
                 raise PredictionShapeError(f"{name} for {case_id}: {array.shape[0]} score channels, but the dataset "
@@ -217,7 +230,7 @@ def read_file(path: Path) -> np.ndarray:
 
         with Image.open(path) as image:
             if image.mode == "P":
-                return np.asarray(image)  # palette indices are the labels
+                return _palette_labels(image)
             if image.mode in ("RGB", "RGBA"):
                 rgb = np.asarray(image)
                 if (rgb[..., :3] == rgb[..., :1]).all():
@@ -251,6 +264,37 @@ def _read_folder(folder: Path, case_ids: Sequence[str] | None, match: Callable[[
     return {case_id: read_file(path) for case_id, path in found.items()}
 
 
+def _unique_ids(ids: Any, values: Any, name: str) -> dict[str, Any]:
+    """``{str(id): value}``, raising when two entries have the same id (as strings: ``1`` and ``"1"`` collide)."""
+    out: dict[str, Any] = {}
+    repeated = []
+    for case_id, value in zip(ids, values):
+        key = str(case_id)
+        if key in out:
+            repeated.append(key)
+        out[key] = value
+    if repeated:
+        raise UnknownCasesError(f"{name}: case ids given more than once: {preview(sorted(set(repeated)))}; give one "
+                                "prediction per case.")
+    return out
+
+
+def _palette_labels(image: Any) -> np.ndarray:
+    """Labels of a palette image: its indices, unless its palette is grey and orders the grey levels
+    differently from the indices (Pillow saves a black-and-white RGB image as a GIF with white at
+    index 0): then what the image shows, its grey levels, is read."""
+    indices = np.asarray(image)
+    palette = np.asarray(image.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
+    used = np.unique(indices)
+    if used.size == 0 or used.max() >= len(palette):
+        return indices
+    colours = palette[used]
+    grey = (colours == colours[:, :1]).all()
+    if grey and (np.diff(colours[:, 0].astype(int)) <= 0).any():
+        return palette[:, 0][indices]
+    return indices
+
+
 def _is_hf_dataset(x: Any) -> bool:
     return type(x).__module__.startswith("datasets.") and hasattr(x, "column_names")
 
@@ -261,7 +305,10 @@ def _is_array(x: Any) -> bool:
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
     if type(value).__module__.startswith("torch"):
-        value = value.detach().cpu().numpy()
+        value = value.detach().cpu()
+        if str(value.dtype) == "torch.bfloat16":
+            value = value.float()  # NumPy has no bfloat16; float32 holds its values exactly
+        value = value.numpy()
     elif type(value).__module__.startswith("PIL."):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):

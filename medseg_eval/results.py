@@ -18,6 +18,8 @@ from .metrics.lesions import DEFAULT_SIZE_BINS, recall_by_size
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
 POOLED = {"dice": lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn), "iou": lambda tp, fp, fn: tp / (tp + fp + fn)}
 _FILES = ("per_case.parquet", "counts.parquet", "provenance.json")
+#: Every file :meth:`Results.save` writes; a folder holding anything else is never replaced.
+RESULT_FILES = (*_FILES, "lesions.parquet")
 
 
 @dataclass
@@ -164,10 +166,10 @@ class Results:
         """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.
 
         The folder is replaced as a whole only once every file is written; a crash leaves the
-        previous results intact.
+        previous results intact. A folder that holds anything else is never replaced.
         """
         path = Path(path)
-        with atomic_directory(path) as staging:
+        with atomic_directory(path, owned=RESULT_FILES) as staging:
             self.per_case.write_parquet(staging / "per_case.parquet")
             self.counts.write_parquet(staging / "counts.parquet")
             if self.lesions is not None:

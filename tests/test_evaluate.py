@@ -196,6 +196,67 @@ def test_bad_values_name_the_case(drive_home, observer, bad, error, message):
     assert "11_test" in str(err.value)
 
 
+def test_infinite_scores_name_the_case(drive_home, observer):
+    preds = dict(observer, **{"11_test": np.where(observer["11_test"] > 0, np.inf, 0.0)})
+    with pytest.raises(PredictionLabelError, match="11_test.*infinite"):
+        evaluate(preds, "drive", split="test", progress=False)
+
+
+def test_one_channel_labels_keep_their_classes_and_probabilities_are_thresholded():
+    target = np.array([[0, 1, 2], [2, 1, 0]], np.uint8)
+    res = evaluate({"a": target[None].astype(np.float32)}, targets={"a": target}, metrics=["dice"], progress=False)
+    assert res.per_case["value"].to_list() == [1.0, 1.0]  # [1, H, W] labels of 3 classes, not "> 0.5"
+    binary = (target > 0).astype(np.uint8)
+    probs = np.where(binary > 0, 0.8, 0.3)[None]
+    res = evaluate({"a": probs}, targets={"a": binary}, metrics=["dice"], progress=False)
+    assert res.per_case["value"].to_list() == [1.0] and "threshold" in res.provenance["prediction_rules"]
+    with pytest.raises(PredictionLabelError, match="sigmoid"):
+        evaluate({"a": probs * 3 - 1}, targets={"a": binary}, metrics=["dice"], progress=False)
+
+
+def test_a_black_and_white_gif_reads_as_what_it_shows(tmp_path):
+    """Pillow saves an RGB black-and-white image as a GIF whose palette puts white at index 0."""
+    mask = np.zeros((6, 7), np.uint8)
+    mask[1:4, 2:6] = 1
+    folder = tmp_path / "gif"
+    folder.mkdir()
+    Image.fromarray(np.stack([mask * 255] * 3, -1)).save(folder / "a.gif")
+    with Image.open(folder / "a.gif") as image:
+        assert image.mode == "P" and not np.array_equal(np.asarray(image), mask)  # the trap is real
+    res = evaluate(folder, targets={"a": mask}, metrics=["dice"], progress=False)
+    assert res.per_case["value"].to_list() == [1.0]
+
+
+def test_arrays_of_more_than_ten_rows_pair_row_by_row():
+    rng = np.random.default_rng(0)
+    targets = (rng.random((12, 9, 9)) > 0.5).astype(np.uint8)
+    res = evaluate(targets, targets=targets, metrics=["dice"], progress=False)
+    assert res.wide()["case_id"].to_list() == [f"{i:02d}" for i in range(12)]
+    assert res.per_case["value"].to_list() == [1.0] * 12
+
+
+def test_repeated_case_ids_are_refused():
+    import datasets
+
+    mask = np.eye(4, dtype=np.uint8)
+    with pytest.raises(UnknownCasesError, match="more than once: 1"):
+        evaluate({1: mask, "1": mask}, targets={"1": mask}, metrics=["dice"], progress=False)
+    with pytest.raises(UnknownCasesError, match="more than once: a"):
+        evaluate(datasets.concatenate_datasets([_hf_dataset({"a": mask})] * 2), targets={"a": mask}, metrics=["dice"],
+                 progress=False)
+
+
+def test_a_corrupt_zip_and_no_cases_are_clear_errors(tmp_path):
+    mask = np.eye(4, dtype=np.uint8)
+    broken = tmp_path / "preds.zip"
+    _zip(_save_folder(tmp_path / "f", {"a": mask}, ".png", _png), broken)
+    broken.write_bytes(broken.read_bytes()[:-30])
+    with pytest.raises(PredictionFormatError, match="zip"):
+        evaluate(broken, targets={"a": mask}, metrics=["dice"], progress=False)
+    with pytest.raises(PredictionFormatError, match="no cases"):
+        evaluate({}, targets={}, metrics=["dice"], progress=False)
+
+
 def test_jpeg_predictions_are_refused(drive_home, observer, tmp_path):
     folder = _save_folder(tmp_path / "jpg", observer, ".jpg", lambda p, v: Image.fromarray(v * 255).save(p))
     with pytest.raises(PredictionFormatError, match="JPEG"):
@@ -269,6 +330,23 @@ def test_num_classes_is_inferred_from_the_targets_and_recorded():
     assert res.per_case["class_id"].to_list() == [1, 2] and res.provenance["num_classes_inferred"] is True
 
 
+def test_targets_mixing_0_255_and_class_ids_are_refused():
+    targets = {"a": np.array([[0, 255]], np.uint8), "b": np.array([[0, 1]], np.uint8)}
+    with pytest.raises(PredictionLabelError, match=r"255 and others \[1\].*num_classes"):
+        evaluate(targets, targets=targets, metrics=["dice"], progress=False)
+
+
+def test_spacing_must_cover_every_case_and_is_not_taken_with_a_dataset(drive_home, observer):
+    targets = {"a": np.eye(4, dtype=np.uint8), "b": np.eye(4, dtype=np.uint8)}
+    with pytest.raises(ValueError, match="no entry for 1 case.*b"):
+        evaluate(targets, targets=targets, spacing={"a": (1.0, 2.0)}, metrics=["hd95"], progress=False)
+    res = evaluate(targets, targets=targets, spacing={"a": (1.0, 2.0), "b": (2.0, 1.0)}, metrics=["hd95"],
+                   progress=False)
+    assert res.per_case["value"].to_list() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="`spacing` come from the dataset"):
+        evaluate(observer, "drive", split="test", spacing=(1.0, 1.0), progress=False)
+
+
 # ----------------------------------------------------------------------------- Results
 
 
@@ -328,6 +406,21 @@ def test_cli_reports_a_missing_case_as_an_error(drive_home, tmp_path, capsys):
     (folder / "19_manual2.gif").unlink()
     assert main(["evaluate", str(folder), "--dataset", "drive", "--quiet"]) == 2
     assert "19_test" in capsys.readouterr().err
+
+
+def test_cli_refuses_to_replace_a_folder_holding_other_files(drive_home, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    assert main(["evaluate", str(SECOND), "--dataset", "drive", "--metrics", "dice", "--out", str(out),
+                 "--quiet"]) == 2
+    assert "notes.txt" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+    saved = tmp_path / "saved"  # a folder of results is replaced by new results
+    for _ in range(2):
+        assert main(["evaluate", str(SECOND), "--dataset", "drive", "--metrics", "dice", "--out", str(saved),
+                     "--quiet"]) == 0
+    assert Results.load(saved).provenance["metrics"] == ["dice"]
 
 
 def test_demo_runs_offline_on_a_fresh_home(home, capsys):

@@ -43,7 +43,8 @@ def push(board_dir: str | Path, dataset: str, repo_id: str, *, bundles: Sequence
     names = sorted({path.split("/")[1] for path in files if path.count("/") == 2})
     message = f"{get_spec(dataset).name}: submit {', '.join(names)}"
     if dry_run is not None:
-        with atomic_directory(dry_run) as staging:
+        owned = {path.split("/")[0] for path in files} | {"commit.json"}
+        with atomic_directory(dry_run, owned=owned) as staging:
             for path_in_repo, local in files.items():
                 (staging / path_in_repo).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(local, staging / path_in_repo)

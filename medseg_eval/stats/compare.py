@@ -141,8 +141,10 @@ class Comparison:
     def save(self, path: str | Path) -> Path:
         """Write every frame (parquet), the settings (JSON) and both tables to the folder ``path``, atomically."""
         path = Path(path)
-        with atomic_directory(path) as staging:
-            for name in ("summary", "pairwise", "omnibus", "posthoc", "ranking", "stability", "kendall"):
+        frames = ("summary", "pairwise", "omnibus", "posthoc", "ranking", "stability", "kendall")
+        owned = [f"{name}.parquet" for name in frames] + ["settings.json", "table.md", "table.tex"]
+        with atomic_directory(path, owned=owned) as staging:
+            for name in frames:
                 getattr(self, name).write_parquet(staging / f"{name}.parquet")
             (staging / "settings.json").write_text(json.dumps(self.settings, indent=2, sort_keys=True, default=str)
                                                    + "\n")

@@ -98,7 +98,7 @@ def evaluate(
     if (dataset is None) == (targets is None):
         raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
     engine_metrics = list(metrics)
-    check_options(engine_metrics, convention, percentile, tolerance)  # before any file is read
+    percentile, tolerance = check_options(engine_metrics, convention, percentile, tolerance)  # before any file is read
     if resize not in (None, "nearest"):
         raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
     provenance: dict[str, Any] = {}

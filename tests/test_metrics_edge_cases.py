@@ -238,3 +238,26 @@ def test_counts_are_the_pixel_confusion_matrix_inside_the_roi() -> None:
             np.testing.assert_array_equal(out[name][:, c - 1].numpy(), mask.sum((1, 2)))
     tp, fp, fn = out["tp"], out["fp"], out["fn"]
     torch.testing.assert_close(out["dice"], 2 * tp / (2 * tp + fp + fn))
+
+
+def test_weighted_percentile_follows_numpys_summation_where_a_share_lands_on_the_percentile() -> None:
+    """DeepMind divides a cumulative sum by ``np.sum`` (pairwise): a share that should equal q
+    exactly lands one ulp off, and the element it picks is the reference's only with the same sum."""
+    pred, gt = np.array([[1, 0, 1]], bool), np.array([[0, 1, 0]], bool)
+    assert metrics.hd95(pred, gt, percentile=50.0).item() == REFERENCES["surface-distance"](pred, gt, (1, 1), 50.0, 2.0)["hd95"] == 0.0
+    rng = np.random.default_rng(12)
+    cases = [(rng.random((3, 4)) < 0.4, rng.random((3, 4)) < 0.4) for _ in range(600)]
+    cases = [(p, g) for p, g in cases if p.any() and g.any()]
+    preds, gts = np.stack([p for p, _ in cases]), np.stack([g for _, g in cases])
+    for percentile in (50.0, 95.0):
+        ours = metrics.hd95(preds, gts, percentile=percentile, spacing=(1.0, 1.0))[:, 0].tolist()
+        ref = [REFERENCES["surface-distance"](p, g, (1.0, 1.0), percentile, 2.0, names=("hd95",))["hd95"] for p, g in cases]
+        assert ours == ref, [i for i, (a, b) in enumerate(zip(ours, ref)) if a != b][:5]
+
+
+@pytest.mark.parametrize("convention", ["monai", "medpy"])
+def test_edge_pixel_nsd_compares_float32_distances_with_a_float32_tolerance(convention: str) -> None:
+    # 3 px apart at sx = 0.1: 0.30000000000000004 in float64, 0.3 in float32 -- within a tolerance of 0.3 for MONAI.
+    pred, gt = np.array([[1, 0, 0, 0]], bool), np.array([[0, 0, 0, 1]], bool)
+    ref = REFERENCES["monai"](pred, gt, (1.0, 0.1), 95.0, 0.3, names=("nsd",))["nsd"]
+    assert metrics.nsd(pred, gt, spacing=(1.0, 0.1), tolerance=0.3, convention=convention).item() == ref == 1.0

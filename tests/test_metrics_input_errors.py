@@ -106,3 +106,33 @@ def test_non_binary_roi_names_the_case() -> None:
     roi = np.ones((2, 16, 16)); roi[1, 0, 0] = 0.5
     with pytest.raises(LabelError, match=r"roi.*batch index \[1\].*roi > 0"):
         metrics.dice(GOOD, GOOD, roi=roi)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.uint32, np.uint64])
+def test_wide_unsigned_label_maps_are_read(dtype) -> None:
+    pred = np.zeros((1, 6, 6), np.uint8); pred[0, 1:4, 2:5] = 2
+    gt = np.roll(pred, 1, axis=2)
+    want = metrics.compute(pred, gt, ["dice", "hd95"], num_classes=3)
+    for p, g in [(pred.astype(dtype), gt.astype(dtype)), (torch.from_numpy(pred.astype(dtype)), gt)]:
+        got = metrics.compute(p, g, ["dice", "hd95"], num_classes=3)
+        assert all(torch.equal(got[m], want[m]) for m in want)
+    with pytest.raises(LabelError, match="label 7"):
+        metrics.dice((pred * 3 + 1).astype(dtype), gt, num_classes=3)
+
+
+def test_numpy_scalars_are_accepted_as_options() -> None:
+    pred = np.zeros((9, 9), bool); pred[2:6, 2:7] = True
+    gt = np.zeros((9, 9), bool); gt[3:8, 1:6] = True
+    want = metrics.compute(pred, gt, ["hd95", "nsd"], percentile=95.0, tolerance=1.0)
+    got = metrics.compute(pred, gt, ["hd95", "nsd"], percentile=np.float32(95), tolerance=np.int64(1))
+    assert all(torch.equal(got[m], want[m]) for m in want)
+    with pytest.raises(OptionError, match="percentile"):
+        metrics.hd95(pred, gt, percentile=np.bool_(True))
+
+
+def test_a_flipped_numpy_roi_is_read() -> None:
+    pred = np.zeros((9, 9), bool); pred[2:6, 2:7] = True
+    roi = np.zeros((9, 9), bool); roi[2:7] = True
+    flipped = np.flipud(roi)  # a view with negative strides, equal to roi
+    assert flipped.strides[0] < 0 and np.array_equal(flipped, roi)
+    assert torch.equal(metrics.dice(pred, pred.T, roi=flipped), metrics.dice(pred, pred.T, roi=roi.copy()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -48,6 +49,9 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(x))
     elif not isinstance(x, torch.Tensor):
         raise LabelError(f"`{name}` must be a torch.Tensor or numpy.ndarray, but got {type(x).__name__}.")
+    if x.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        # Torch has few kernels for wide unsigned types; uint64 labels past int64 wrap negative and are refused.
+        x = x.to(torch.int32 if x.dtype == torch.uint16 else torch.int64)
     if x.ndim == 2:
         x = x.unsqueeze(0)
     if x.ndim != 3:
@@ -106,6 +110,8 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
     """Return the region of interest as bool ``[B, H, W]`` (a single ``[H, W]`` applies to all)."""
     if roi is None:
         return None
+    if isinstance(roi, np.ndarray):
+        roi = np.ascontiguousarray(roi)  # torch takes no negative strides (a flipped view)
     roi = torch.as_tensor(roi, device=device)
     if roi.dtype != torch.bool:
         bad = ~((roi == 0) | (roi == 1))
@@ -150,7 +156,9 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
     return s.contiguous()
 
 
-def check_options(metrics: Sequence[str], convention: str, percentile: float, tolerance: float) -> None:
+def check_options(metrics: Sequence[str], convention: str, percentile: float, tolerance: float) -> tuple[float, float]:
+    """Check the options of a metrics call; return ``percentile`` and ``tolerance`` as Python floats
+    (a NumPy float32 would otherwise carry float32 arithmetic into the percentile's rank)."""
     if isinstance(metrics, str):
         raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got the string {metrics!r}.")
     known = set(METRICS) | set(METRIC_ALIASES) | set(LESION_METRICS) | set(COUNTS)
@@ -160,7 +168,13 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
                           f"(or the counts {list(COUNTS)}).")
     if convention not in CONVENTIONS:
         raise OptionError(f"Unknown convention {convention!r}; choose from {list(CONVENTIONS)}.")
-    if not (isinstance(percentile, (int, float)) and 0 <= percentile <= 100):
+    if not (_is_real(percentile) and 0 <= percentile <= 100):
         raise OptionError(f"Expected `percentile` in [0, 100], but got {percentile!r}.")
-    if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance >= 0):
+    if not (_is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"Expected `tolerance` to be a finite distance >= 0 in spacing units, but got {tolerance!r}.")
+    return float(percentile), float(tolerance)
+
+
+def _is_real(x: Any) -> bool:
+    """A real number (Python or NumPy, not bool), as options accept."""
+    return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))

@@ -103,7 +103,7 @@ def compute(
     >>> [round(out[m].item(), 4) for m in ("dice", "hausdorff", "nsd")]
     [0.8333, 2.0, 1.0]
     """
-    check_options(metrics, convention, percentile, tolerance)
+    percentile, tolerance = check_options(metrics, convention, percentile, tolerance)
     requested = list(metrics)
     metrics = list(dict.fromkeys(METRIC_ALIASES.get(m, m) for m in requested))
     num_classes = check_num_classes(num_classes)

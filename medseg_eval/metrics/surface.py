@@ -502,14 +502,73 @@ def _last_in_row(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
 
 
 def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, q: float) -> torch.Tensor:
-    """DeepMind: the first distance whose cumulative weight share reaches ``q`` (no interpolation)."""
+    """DeepMind: the first distance whose cumulative weight share reaches ``q`` (no interpolation).
+
+    The shares are ``cumsum / numpy.sum``, with NumPy's summation order: a share that should equal
+    ``q`` exactly can land one ulp either side of it, which picks the neighbouring distance.
+    """
     cum = w.cumsum(1)
-    total = _last_in_row(cum, count)[:, None]
-    share = cum / _nonzero(total)
+    share = cum / _nonzero(_numpy_row_sums(w, count))[:, None]
     query = torch.full((len(d), 1), q, dtype=torch.float64, device=d.device)
     index = torch.searchsorted(share, query).squeeze(1)
     index = torch.minimum(index, (count - 1).clamp_min(0))
     return d.gather(1, index[:, None]).squeeze(1)
+
+
+_PAIRWISE_BLOCK = 128  # NumPy's PW_BLOCKSIZE: runs up to this length are summed with 8 accumulators
+
+
+def _numpy_row_sums(w: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """``numpy.sum(w[i, :count[i]])`` for every row, bit for bit, vectorized over rows.
+
+    NumPy sums a contiguous float64 run by pairwise summation: a run longer than 128 is split
+    at ``n // 2`` rounded down to a multiple of 8 and the two halves' sums added; a shorter run is
+    summed by 8 interleaved accumulators combined as a tree, then its last ``n % 8`` values one by
+    one (a run under 8 values: one by one from 0). The split tree of every row is laid out over
+    ``2**depth`` slots, the leaves summed together, and the sums added back up the tree. Adding
+    the padding's zeros changes no sum.
+
+    Examples
+    --------
+    >>> w = torch.rand(3, 1000, dtype=torch.float64); count = torch.tensor([1000, 129, 7])
+    >>> want = [float(np.sum(w[i, :c].numpy())) for i, c in enumerate(count.tolist())]
+    >>> _numpy_row_sums(w, count).tolist() == want
+    True
+    """
+    rows = len(w)
+    padded = torch.cat([w, w.new_zeros(rows, 1)], 1)  # the last column reads as 0 for any index past a run
+    zero_column = padded.shape[1] - 1
+    start, length = count.new_zeros(rows, 1), count[:, None].clone()
+    splits = []
+    while bool((length > _PAIRWISE_BLOCK).any()):
+        split = length > _PAIRWISE_BLOCK
+        half = length // 2
+        left = torch.where(split, half - half % 8, length)
+        start = torch.stack([start, start + left], 2).flatten(1)
+        length = torch.stack([left, torch.where(split, length - left, 0)], 2).flatten(1)
+        splits.append(split)
+
+    offset = torch.arange(_PAIRWISE_BLOCK, device=w.device)
+    main = torch.where(length >= 8, length - length % 8, 0)  # the part the 8 accumulators take
+
+    def values(stop: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The run values at ``positions`` within each slot, 0 from ``stop`` on."""
+        index = start[..., None] + positions
+        index = torch.where(positions < stop[..., None], index, zero_column)
+        return padded.gather(1, index.flatten(1)).view(*index.shape)
+
+    acc = values(main, offset).unflatten(-1, (-1, 8))  # [rows, slots, 16, 8]
+    r = acc[..., 0, :]
+    for g in range(1, acc.shape[-2]):
+        r = r + acc[..., g, :]
+    leaf = ((r[..., 0] + r[..., 1]) + (r[..., 2] + r[..., 3])) + ((r[..., 4] + r[..., 5]) + (r[..., 6] + r[..., 7]))
+    rest = values(length, main[..., None] + torch.arange(7, device=w.device))
+    for t in range(7):
+        leaf = leaf + rest[..., t]
+    for split in reversed(splits):
+        pair = leaf.unflatten(1, (-1, 2))
+        leaf = torch.where(split, pair[..., 0] + pair[..., 1], pair[..., 0])
+    return leaf[:, 0]
 
 
 def _linear_percentile_float32(d: torch.Tensor, count: torch.Tensor, q: float) -> torch.Tensor:
@@ -583,9 +642,11 @@ def distance_metric(
     if name == "masd":
         return 0.5 * (p_sum / _nonzero(p_total) + t_sum / _nonzero(t_total))
     if name == "nsd":
-        # MONAI compares its float32 distances with the tolerance cast to float32.
-        tol = float(np.float32(tolerance)) if spec.distance_dtype == "float32" else tolerance
-        within = total((pd <= tol) * pw, pc) + total((td <= tol) * tw, tc)
+        if spec.boundary == "edge-pixels":
+            # MONAI's NSD (MedPy has none, so its convention takes MONAI's): float32 distances
+            # compared with the tolerance cast to float32.
+            pd, td, tolerance = pd.float(), td.float(), float(np.float32(tolerance))
+        within = total((pd <= tolerance) * pw, pc) + total((td <= tolerance) * tw, tc)
         return within / _nonzero(p_total + t_total)
     raise KeyError(name)
 

@@ -505,9 +505,11 @@ def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, 
     """DeepMind: the first distance whose cumulative weight share reaches ``q`` (no interpolation).
 
     The shares are ``cumsum / numpy.sum``, with NumPy's summation order: a share that should equal
-    ``q`` exactly can land one ulp either side of it, which picks the neighbouring distance.
+    ``q`` exactly can land one ulp either side of it, which picks the neighbouring distance. For
+    the same reason the cumulative sums are NumPy's sequential ones, taken on the CPU: a GPU's
+    parallel scan rounds differently.
     """
-    cum = w.cumsum(1)
+    cum = w.cumsum(1) if w.device.type == "cpu" else w.cpu().cumsum(1).to(w.device)
     share = cum / _nonzero(_numpy_row_sums(w, count))[:, None]
     query = torch.full((len(d), 1), q, dtype=torch.float64, device=d.device)
     index = torch.searchsorted(share, query).squeeze(1)

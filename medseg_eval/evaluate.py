@@ -17,7 +17,7 @@ from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
 from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
-from .metrics._validation import check_options
+from .metrics._validation import as_policy, check_options
 from .predictions import PredictionLabelError, PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
@@ -97,8 +97,11 @@ def evaluate(
     """
     if (dataset is None) == (targets is None):
         raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
+    # Options are checked before any file is read.
+    percentile, tolerance = check_options(metrics, convention, percentile, tolerance)
     engine_metrics = list(metrics)
-    percentile, tolerance = check_options(engine_metrics, convention, percentile, tolerance)  # before any file is read
+    empty = as_policy(empty, engine.EmptyPolicy, "empty")
+    lesions = as_policy(lesions, engine.LesionCriteria, "lesions")
     if resize not in (None, "nearest"):
         raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
     provenance: dict[str, Any] = {}
@@ -116,7 +119,6 @@ def evaluate(
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names))
     _check_shapes(predictions, truth, resize)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    lesions = engine.LesionCriteria() if lesions is None else lesions
     with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
     per_case, counts, lesion_rows = _score(
         predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
@@ -129,7 +131,7 @@ def evaluate(
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "metrics": engine_metrics, "convention": convention,
         "convention_reproduces": engine.CONVENTION_SPECS[convention].reference,
-        "empty_policy": (empty or engine.EmptyPolicy()).as_dict(), "percentile": percentile, "tolerance": tolerance,
+        "empty_policy": empty.as_dict(), "percentile": percentile, "tolerance": tolerance,
         "lesion_criteria": lesions.as_dict() if with_lesions else None, "resize": resize, "prediction_rules": predictions.rules,
         "predictions_source": predictions.source, "predictions_sha256": predictions.sha256,
         "num_cases": len(truth), "classes": list(class_names),

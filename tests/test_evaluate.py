@@ -347,6 +347,15 @@ def test_spacing_must_cover_every_case_and_is_not_taken_with_a_dataset(drive_hom
         evaluate(observer, "drive", split="test", spacing=(1.0, 1.0), progress=False)
 
 
+
+@pytest.mark.parametrize(("option", "message"), [({"metrics": None}, "list of names"),
+                                                 ({"empty": "best"}, "EmptyPolicy"),
+                                                 ({"lesions": "any"}, "LesionCriteria")])
+def test_bad_options_are_refused_before_reading_predictions(tmp_path, option, message):
+    targets = {"a": np.eye(4, dtype=np.uint8)}
+    with pytest.raises(medseg_eval.metrics.OptionError, match=message):
+        evaluate(tmp_path / "missing", targets=targets, progress=False, **option)
+
 # ----------------------------------------------------------------------------- Results
 
 

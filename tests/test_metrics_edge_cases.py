@@ -10,6 +10,7 @@ import torch
 
 from medseg_eval import metrics
 from medseg_eval.metrics import EmptyPolicy
+from medseg_eval.metrics.surface import sqrt_rn
 from tests.references import REFERENCES
 
 CONVENTIONS = ["surface-distance", "monai", "medpy"]
@@ -261,3 +262,34 @@ def test_edge_pixel_nsd_compares_float32_distances_with_a_float32_tolerance(conv
     pred, gt = np.array([[1, 0, 0, 0]], bool), np.array([[0, 0, 0, 1]], bool)
     ref = REFERENCES["monai"](pred, gt, (1.0, 0.1), 95.0, 0.3, names=("nsd",))["nsd"]
     assert metrics.nsd(pred, gt, spacing=(1.0, 0.1), tolerance=0.3, convention=convention).item() == ref == 1.0
+
+
+def test_sqrt_is_correctly_rounded() -> None:
+    # Torch's vectorized CPU sqrt is one ulp off for ~1% of these; NumPy's and math.sqrt are exact.
+    x = np.random.default_rng(13).random(20_000) * 1e4
+    assert sqrt_rn(torch.from_numpy(x)).tolist() == [math.sqrt(v) for v in x]
+
+
+def test_nsd_at_a_tolerance_equal_to_a_distance_matches_surface_distance() -> None:
+    # One pixel each, (dy, dx) apart: the corner-to-corner distance sqrt(dy**2 + dx**2) is the tolerance
+    # exactly, and one ulp moves it across (torch's CPU sqrt(149) is one ulp high, for one).
+    offsets = [(dy, dx) for dy in range(22) for dx in range(dy, 22) if 0 < dy * dy + dx * dx <= 600]
+    preds, gts = np.zeros((len(offsets), 24, 24), bool), np.zeros((len(offsets), 24, 24), bool)
+    preds[:, 1, 1] = True
+    for i, (dy, dx) in enumerate(offsets):
+        gts[i, 1 + dy, 1 + dx] = True
+    for i, (dy, dx) in enumerate(offsets):
+        tolerance = math.sqrt(dy * dy + dx * dx)
+        ours = metrics.nsd(preds[i:i + 1], gts[i:i + 1], tolerance=tolerance, convention="surface-distance").item()
+        ref = REFERENCES["surface-distance"](preds[i], gts[i], (1.0, 1.0), 95.0, tolerance, names=("nsd",))["nsd"]
+        assert ours == pytest.approx(ref, rel=1e-12), (dy, dx)
+
+
+def test_the_empty_policy_diagonal_does_not_depend_on_the_batch() -> None:
+    rng = np.random.default_rng(15)
+    spacing = rng.uniform(0.1, 3.0, (40, 2))
+    gt = np.zeros((40, 9, 13), bool)
+    gt[:, 4, 6] = True
+    batch = metrics.hausdorff(np.zeros_like(gt), gt, spacing=spacing)[:, 0].tolist()
+    assert batch == [math.sqrt((9 * sy) ** 2 + (13 * sx) ** 2) for sy, sx in spacing]
+    assert batch[-1] == metrics.hausdorff(np.zeros_like(gt[-1:]), gt[-1:], spacing=spacing[-1:]).item()

@@ -61,13 +61,14 @@ def test_non_array_input_is_rejected() -> None:
 
 
 @pytest.mark.parametrize("spacing", [(1.0,), (1.0, 2.0, 3.0), [[1.0, 1.0]] * 3, (0.0, 1.0), (-1.0, 1.0),
-                                     (float("nan"), 1.0), "1mm"])
+                                     (float("nan"), 1.0), "1mm", (True, True), True, ("1", "2"),
+                                     (1e-300, 1.0), (1.0, 1e300), np.ma.masked_array([1.0, 1.0])])
 def test_bad_spacing_is_rejected(spacing) -> None:
     with pytest.raises(SpacingError):
         metrics.hausdorff(GOOD, GOOD, spacing=spacing)
 
 
-@pytest.mark.parametrize("num_classes", [0, 1, 2.5, True])
+@pytest.mark.parametrize("num_classes", [0, 1, 2.5, True, 10**19])
 def test_bad_num_classes_is_rejected(num_classes) -> None:
     with pytest.raises(OptionError, match="num_classes"):
         metrics.dice(GOOD, GOOD, num_classes=num_classes)
@@ -78,8 +79,13 @@ def test_unknown_convention_metric_percentile_tolerance_are_rejected() -> None:
         metrics.hd95(GOOD, GOOD, convention="scipy")
     with pytest.raises(OptionError, match="Unknown metric"):
         metrics.compute(GOOD, GOOD, ["dice", "hd99"])
-    with pytest.raises(OptionError, match="list of names"):
-        metrics.compute(GOOD, GOOD, "dice")
+    for bad in ("dice", None, [["dice"]]):
+        with pytest.raises(OptionError, match="list of names"):
+            metrics.compute(GOOD, GOOD, bad)
+    with pytest.raises(OptionError, match="EmptyPolicy"):
+        metrics.compute(GOOD, GOOD, ["hd95"], empty="best")
+    with pytest.raises(OptionError, match="LesionCriteria"):
+        metrics.compute(GOOD, GOOD, ["lesion_recall"], lesions={"connectivity": 4})
     with pytest.raises(OptionError, match="percentile"):
         metrics.hd95(GOOD, GOOD, percentile=101)
     with pytest.raises(OptionError, match="tolerance"):
@@ -136,3 +142,42 @@ def test_a_flipped_numpy_roi_is_read() -> None:
     flipped = np.flipud(roi)  # a view with negative strides, equal to roi
     assert flipped.strides[0] < 0 and np.array_equal(flipped, roi)
     assert torch.equal(metrics.dice(pred, pred.T, roi=flipped), metrics.dice(pred, pred.T, roi=roi.copy()))
+
+
+def test_big_endian_arrays_are_read() -> None:
+    pred = np.zeros((1, 9, 9), np.int32); pred[0, 2:6, 2:7] = 1
+    want = metrics.compute(pred, pred.transpose(0, 2, 1), ["dice", "hd95"], roi=pred[0] >= 0)
+    got = metrics.compute(pred.astype(">i4"), pred.transpose(0, 2, 1).astype(">i2"), ["dice", "hd95"],
+                          roi=(pred[0] >= 0).astype(">i4"))
+    assert all(torch.equal(got[m], want[m]) for m in want)
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: torch.from_numpy(x).to_sparse(),
+    lambda x: torch.from_numpy(x).to("meta"),
+    lambda x: torch.from_numpy(x).to(torch.float8_e4m3fn),
+    lambda x: torch.from_numpy(x).to(torch.complex64),
+    lambda x: np.ma.masked_array(x, x == 0),
+], ids=["sparse", "meta", "float8", "complex", "masked"])
+def test_tensors_that_are_not_plain_label_maps_are_rejected(make) -> None:
+    with pytest.raises(LabelError, match="pred"):
+        metrics.dice(make(GOOD), GOOD)
+
+
+def test_a_spacing_tensor_that_requires_grad_is_read() -> None:
+    spacing = torch.tensor([0.5, 2.0], requires_grad=True)
+    assert torch.equal(metrics.hd95(GOOD, GOOD, spacing=spacing), metrics.hd95(GOOD, GOOD, spacing=(0.5, 2.0)))
+
+
+@pytest.mark.parametrize(("bad", "shown"), [
+    (np.inf, "label inf"), (1e20, "label 100000000000000000000"), (np.uint64(2**63 + 5), "label 9223372036854775813"),
+])
+def test_out_of_range_labels_are_shown_as_given(bad, shown) -> None:
+    pred = np.zeros((2, 4, 4), np.asarray(bad).dtype); pred[1, 2, 2] = bad
+    with pytest.raises(LabelError, match=rf"{shown} \(cases at batch index \[1\]\)"):
+        metrics.dice(pred, np.zeros((2, 4, 4), np.uint8))
+
+
+def test_a_0d_array_is_reported_with_its_own_shape() -> None:
+    with pytest.raises(ShapeMismatchError, match=r"got shape \(\)"):
+        metrics.dice(np.array(1), np.array(1))

@@ -36,6 +36,45 @@ class OptionError(MetricInputError):
 ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need no torch types
 
 
+# Class ids of uint16 label maps; each class is a column of every result, so more would not fit anyway.
+_MAX_CLASSES = 1 << 16
+_LABEL_DTYPES = (torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16,
+                 torch.uint32, torch.uint64, torch.float16, torch.bfloat16, torch.float32, torch.float64)
+# Spacings outside this range square to 0 or inf in float64 (1e-300**2 == 0.0): no unit is that far off.
+_SPACING_RANGE = (1e-100, 1e100)
+
+
+def _dense_tensor(x: ArrayLike, name: str, error: type[MetricInputError]) -> torch.Tensor:
+    """``x`` as a dense tensor, NumPy arrays of either byte order taken without a copy where possible."""
+    if isinstance(x, np.ma.MaskedArray):
+        region = "" if name == "roi" else ", or pass the region to score as `roi`"
+        raise error(f"`{name}` is a masked array, whose mask would be ignored: fill it first "
+                    f"(`{name}.filled(0)`){region}.")
+    if isinstance(x, np.ndarray):
+        if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.number)):
+            raise error(f"`{name}` must be a numeric or bool array, but got dtype {x.dtype}.")
+        # Torch takes neither big-endian data nor negative strides (a flipped view); np.require keeps 0-d as 0-d.
+        x = torch.from_numpy(np.require(x, x.dtype.newbyteorder("="), "C"))
+    elif not isinstance(x, torch.Tensor):
+        raise error(f"`{name}` must be a torch.Tensor or numpy.ndarray, but got {type(x).__name__}.")
+    if x.layout != torch.strided or x.is_quantized or x.device.type == "meta":
+        kind = "quantized" if x.is_quantized else "meta" if x.device.type == "meta" else str(x.layout)
+        raise error(f"`{name}` must be a dense tensor holding data, but got a {kind} tensor; convert it first "
+                    "(e.g. `.to_dense()`, `.dequantize()`).")
+    return x
+
+
+def _out_of_range(name: str, value: float, where: torch.Tensor, num_classes: int) -> LabelError:
+    cases = where.flatten(1).any(1).nonzero().flatten().tolist()
+    if isinstance(value, float) and math.isfinite(value):
+        value = int(value)
+    hint = " Masks saved as 0/255 need mapping to 0/1 first." if value == 255 else ""
+    return LabelError(
+        f"`{name}` holds label {value} (cases at batch index {cases[:5]}), but labels must lie in "
+        f"0..{num_classes - 1} for num_classes={num_classes}.{hint}"
+    )
+
+
 def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
     """Check one label map batch and return it as a tensor ``[B, H, W]`` of class ids.
 
@@ -43,15 +82,9 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
     tools often are); everything else is refused rather than rounded. Integer input keeps its
     dtype (no full-size int64 copy); floats become int64.
     """
-    if isinstance(x, np.ndarray):
-        if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.number)):
-            raise LabelError(f"`{name}` must be a numeric or bool array, but got dtype {x.dtype}.")
-        x = torch.from_numpy(np.ascontiguousarray(x))
-    elif not isinstance(x, torch.Tensor):
-        raise LabelError(f"`{name}` must be a torch.Tensor or numpy.ndarray, but got {type(x).__name__}.")
-    if x.dtype in (torch.uint16, torch.uint32, torch.uint64):
-        # Torch has few kernels for wide unsigned types; uint64 labels past int64 wrap negative and are refused.
-        x = x.to(torch.int32 if x.dtype == torch.uint16 else torch.int64)
+    x = _dense_tensor(x, name, LabelError)
+    if x.dtype not in _LABEL_DTYPES:
+        raise LabelError(f"`{name}` must hold class ids (bool, integer or whole-number float), but got dtype {x.dtype}.")
     if x.ndim == 2:
         x = x.unsqueeze(0)
     if x.ndim != 3:
@@ -61,8 +94,13 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
         )
     if min(x.shape) == 0:
         raise ShapeMismatchError(f"`{name}` is empty (shape {tuple(x.shape)}).")
-    if x.is_complex():
-        raise LabelError(f"`{name}` must hold class ids, but got complex dtype {x.dtype}.")
+    if x.dtype == torch.uint64:
+        wrapped = x.view(torch.int64) < 0  # >= 2**63: would wrap negative in int64
+        if wrapped.any():
+            raise _out_of_range(name, int(x.view(torch.int64)[wrapped][0]) + 2**64, wrapped, num_classes)
+    if x.dtype in (torch.uint16, torch.uint32, torch.uint64):
+        # Torch has few kernels for wide unsigned types.
+        x = x.to(torch.int32 if x.dtype == torch.uint16 else torch.int64)
     if x.is_floating_point():
         if torch.isnan(x).any():
             where = torch.isnan(x).flatten(1).any(1).nonzero().flatten().tolist()
@@ -74,26 +112,21 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
                 f"`{name}` must hold whole-number class ids, but got {value!r}. Probabilities need a "
                 "declared rule first, e.g. `(prob >= 0.5)` or `logits.argmax(1)`."
             )
-        x = x.long()
     if x.dtype == torch.bool:
         x = x.view(torch.uint8)
-    low, high = (int(v) for v in torch.aminmax(x))
+    # The range is checked before floats become int64, which would turn inf or 1e20 into -2**63.
+    low, high = (v.item() for v in torch.aminmax(x))
     if low < 0 or high >= num_classes:
-        bad = low if low < 0 else high
-        where = ((x < 0) | (x >= num_classes)).flatten(1).any(1).nonzero().flatten().tolist()
-        hint = " Masks saved as 0/255 need mapping to 0/1 first." if high == 255 else ""
-        raise LabelError(
-            f"`{name}` holds label {bad} (cases at batch index {where[:5]}), but labels must lie in "
-            f"0..{num_classes - 1} for num_classes={num_classes}.{hint}"
-        )
-    return x
+        raise _out_of_range(name, low if low < 0 else high, (x < 0) | (x >= num_classes), num_classes)
+    return x.long() if x.is_floating_point() else x
 
 
 def check_num_classes(num_classes: int) -> int:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+    if (isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer))
+            or not 2 <= num_classes <= _MAX_CLASSES):
         raise OptionError(
-            f"Expected `num_classes` to be an integer >= 2 (background plus at least one class), "
-            f"but got {num_classes!r}."
+            f"Expected `num_classes` to be an integer in 2..{_MAX_CLASSES} (background plus at least one "
+            f"class), but got {num_classes!r}."
         )
     return int(num_classes)
 
@@ -110,9 +143,7 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
     """Return the region of interest as bool ``[B, H, W]`` (a single ``[H, W]`` applies to all)."""
     if roi is None:
         return None
-    if isinstance(roi, np.ndarray):
-        roi = np.ascontiguousarray(roi)  # torch takes no negative strides (a flipped view)
-    roi = torch.as_tensor(roi, device=device)
+    roi = _dense_tensor(roi, "roi", LabelError).to(device)
     if roi.dtype != torch.bool:
         bad = ~((roi == 0) | (roi == 1))
         if bad.any():
@@ -134,11 +165,16 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
     """Return spacing as float64 ``[B, 2]`` on the CPU (it is tiny and feeds CPU-side tables)."""
     if spacing is None:
         return torch.ones(batch, 2, dtype=torch.float64)
+    if isinstance(spacing, np.ma.MaskedArray):
+        raise SpacingError("`spacing` must not be a masked array: give every case its spacing.")
     try:
-        s = torch.as_tensor(np.asarray(spacing if not isinstance(spacing, torch.Tensor) else spacing.cpu(),
-                                       dtype=np.float64))
-    except (TypeError, ValueError) as err:
+        raw = np.asarray(spacing.detach().cpu() if isinstance(spacing, torch.Tensor) else spacing)
+    except (TypeError, ValueError, RuntimeError) as err:
         raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r}.") from err
+    if raw.dtype.kind not in "iuf":  # not bool, str, complex or ragged object arrays
+        raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r} "
+                           f"(dtype {raw.dtype}).")
+    s = torch.from_numpy(raw.astype(np.float64))
     if s.shape == (2,):
         s = s.expand(batch, 2)
     if s.shape != (batch, 2):
@@ -146,12 +182,13 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
             f"`spacing` must be one (sy, sx) pair or one pair per case, shape [{batch}, 2], but got shape "
             f"{tuple(s.shape)}."
         )
-    bad = ~(torch.isfinite(s) & (s > 0)).all(1)
+    low, high = _SPACING_RANGE
+    bad = ~((s >= low) & (s <= high)).all(1)
     if bad.any():
         where = bad.nonzero().flatten().tolist()
         raise SpacingError(
-            f"`spacing` must be positive and finite (in mm, or 1 per pixel), but case(s) at batch index "
-            f"{where[:5]} have {s[where[0]].tolist()}."
+            f"`spacing` must be positive and finite, between {low:g} and {high:g} (in mm, or 1 per pixel), "
+            f"but case(s) at batch index {where[:5]} have {s[where[0]].tolist()}."
         )
     return s.contiguous()
 
@@ -159,8 +196,9 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
 def check_options(metrics: Sequence[str], convention: str, percentile: float, tolerance: float) -> tuple[float, float]:
     """Check the options of a metrics call; return ``percentile`` and ``tolerance`` as Python floats
     (a NumPy float32 would otherwise carry float32 arithmetic into the percentile's rank)."""
-    if isinstance(metrics, str):
-        raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got the string {metrics!r}.")
+    if not isinstance(metrics, (Sequence, np.ndarray)) or isinstance(metrics, str) or not all(
+            isinstance(m, str) for m in metrics):
+        raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got {metrics!r}.")
     known = set(METRICS) | set(METRIC_ALIASES) | set(LESION_METRICS) | set(COUNTS)
     unknown = [m for m in metrics if m not in known]
     if unknown:
@@ -173,6 +211,16 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
     if not (_is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"Expected `tolerance` to be a finite distance >= 0 in spacing units, but got {tolerance!r}.")
     return float(percentile), float(tolerance)
+
+
+def as_policy(value: Any, kind: type, name: str) -> Any:
+    """``value`` if it is a ``kind`` (e.g. :class:`EmptyPolicy`), a default ``kind()`` if None."""
+    if value is None:
+        return kind()
+    if not isinstance(value, kind):
+        raise OptionError(f"`{name}` must be None (the default) or a {kind.__name__} such as "
+                          f"`{kind.__name__}()`, but got {value!r}.")
+    return value
 
 
 def _is_real(x: Any) -> bool:

@@ -9,6 +9,7 @@ import torch
 from ._validation import (
     ArrayLike,
     as_label_tensor,
+    as_policy,
     as_roi,
     as_spacing,
     check_num_classes,
@@ -27,7 +28,7 @@ from .conventions import (
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import class_masks, confusion_counts, overlap_metric
-from .surface import Boundaries, apply_empty_policy, boundaries, distance_metric, distances_between
+from .surface import Boundaries, apply_empty_policy, boundaries, distance_metric, distances_between, sqrt_rn
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
@@ -104,11 +105,11 @@ def compute(
     [0.8333, 2.0, 1.0]
     """
     percentile, tolerance = check_options(metrics, convention, percentile, tolerance)
-    requested = list(metrics)
+    requested = [str(m) for m in metrics]
     metrics = list(dict.fromkeys(METRIC_ALIASES.get(m, m) for m in requested))
     num_classes = check_num_classes(num_classes)
-    empty = EmptyPolicy() if empty is None else empty
-    lesions = LesionCriteria() if lesions is None else lesions
+    empty = as_policy(empty, EmptyPolicy, "empty")
+    lesions = as_policy(lesions, LesionCriteria, "lesions")
     pred_t = as_label_tensor(pred, "pred", num_classes)
     target_t = as_label_tensor(target, "target", num_classes)
     check_same_shape(pred_t, target_t)
@@ -186,7 +187,8 @@ def compute(
             cases = torch.cat(order)
             sd = distances_between(Boundaries.cat(parts), convention)
             per_pair = spacing_t[cases].repeat_interleave(k, 0)
-            diagonal = torch.hypot(height * per_pair[:, 0], width * per_pair[:, 1])
+            # Not torch.hypot, whose vectorized CPU kernel rounds some elements of a batch differently.
+            diagonal = sqrt_rn((height * per_pair[:, 0]) ** 2 + (width * per_pair[:, 1]) ** 2)
             for m in wanted:
                 values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
                 out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)

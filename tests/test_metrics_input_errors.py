@@ -158,7 +158,10 @@ def test_big_endian_arrays_are_read() -> None:
     lambda x: torch.from_numpy(x).to(torch.float8_e4m3fn),
     lambda x: torch.from_numpy(x).to(torch.complex64),
     lambda x: np.ma.masked_array(x, x == 0),
-], ids=["sparse", "meta", "float8", "complex", "masked"])
+    lambda x: x.astype(np.longdouble),
+    pytest.param(lambda x: torch.nested.nested_tensor(list(torch.from_numpy(x))),  # strided layout, nested
+                 marks=pytest.mark.filterwarnings("ignore:The PyTorch API of nested tensors")),
+], ids=["sparse", "meta", "float8", "complex", "masked", "longdouble", "nested"])
 def test_tensors_that_are_not_plain_label_maps_are_rejected(make) -> None:
     with pytest.raises(LabelError, match="pred"):
         metrics.dice(make(GOOD), GOOD)
@@ -181,3 +184,27 @@ def test_out_of_range_labels_are_shown_as_given(bad, shown) -> None:
 def test_a_0d_array_is_reported_with_its_own_shape() -> None:
     with pytest.raises(ShapeMismatchError, match=r"got shape \(\)"):
         metrics.dice(np.array(1), np.array(1))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: metrics.EmptyPolicy(both_empty="bogus"),
+    lambda: metrics.LesionCriteria(min_overlap="0.5"),
+    lambda: metrics.LesionCriteria(min_overlap=True),
+    lambda: metrics.LesionCriteria(iou_threshold=None),
+    lambda: metrics.LesionCriteria(connectivity=8.0),
+    lambda: metrics.LesionCriteria(connectivity=6),
+])
+def test_bad_policy_values_are_option_errors(make) -> None:
+    with pytest.raises(OptionError):
+        make()
+
+
+def test_policies_hold_plain_python_numbers() -> None:
+    criteria = metrics.LesionCriteria(connectivity=np.int64(4), min_overlap=np.float32(0.25))
+    assert criteria.as_dict() == {"connectivity": 4, "min_overlap": 0.25, "criterion": "overlap", "iou_threshold": 0.5}
+    assert all(type(v) in (int, float, str) for v in criteria.as_dict().values())
+
+
+def test_spacing_of_tensors_that_require_grad_says_so() -> None:
+    with pytest.raises(SpacingError, match="requires grad"):
+        metrics.hd95(GOOD, GOOD, spacing=(torch.tensor(0.5, requires_grad=True), 1.5))

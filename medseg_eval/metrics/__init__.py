@@ -11,7 +11,6 @@ tensor([[1.],
         [1.]], dtype=torch.float64)
 """
 
-from ._validation import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
 from .conventions import (
     CONVENTION_SPECS,
     CONVENTIONS,
@@ -25,6 +24,7 @@ from .conventions import (
     EmptyPolicy,
 )
 from .engine import DEFAULT_METRICS, compute
+from .errors import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
 from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_detection, small_lesion_recall
 

@@ -11,27 +11,7 @@ import numpy as np
 import torch
 
 from .conventions import CONVENTIONS, COUNTS, LESION_METRICS, METRIC_ALIASES, METRICS
-
-
-class MetricInputError(ValueError):
-    """Base class of every bad-input error raised by :mod:`medseg_eval.metrics`."""
-
-
-class ShapeMismatchError(MetricInputError):
-    """Prediction, ground truth, region of interest or spacing do not have matching shapes."""
-
-
-class LabelError(MetricInputError):
-    """A label map holds values that are not class ids ``0..num_classes-1``."""
-
-
-class SpacingError(MetricInputError):
-    """The pixel spacing is not one positive ``(sy, sx)`` pair or one pair per case."""
-
-
-class OptionError(MetricInputError):
-    """An option (metric name, convention, percentile, tolerance, num_classes) is invalid."""
-
+from .errors import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
 
 ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need no torch types
 
@@ -53,12 +33,16 @@ def _dense_tensor(x: ArrayLike, name: str, error: type[MetricInputError]) -> tor
     if isinstance(x, np.ndarray):
         if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.number)):
             raise error(f"`{name}` must be a numeric or bool array, but got dtype {x.dtype}.")
-        # Torch takes neither big-endian data nor negative strides (a flipped view); np.require keeps 0-d as 0-d.
-        x = torch.from_numpy(np.require(x, x.dtype.newbyteorder("="), "C"))
+        try:  # Torch takes neither big-endian data nor negative strides (a flipped view); np.require keeps 0-d as 0-d.
+            x = torch.from_numpy(np.require(x, x.dtype.newbyteorder("="), "C"))
+        except TypeError as err:  # e.g. longdouble, which torch has no type for
+            raise error(f"`{name}` has dtype {x.dtype}, which torch cannot hold; cast it first, e.g. "
+                        f"`{name}.astype(numpy.int64)`.") from err
     elif not isinstance(x, torch.Tensor):
         raise error(f"`{name}` must be a torch.Tensor or numpy.ndarray, but got {type(x).__name__}.")
-    if x.layout != torch.strided or x.is_quantized or x.device.type == "meta":
-        kind = "quantized" if x.is_quantized else "meta" if x.device.type == "meta" else str(x.layout)
+    if x.layout != torch.strided or x.is_nested or x.is_quantized or x.device.type == "meta":
+        kind = ("nested" if x.is_nested else "quantized" if x.is_quantized else "meta" if x.device.type == "meta"
+                else str(x.layout))
         raise error(f"`{name}` must be a dense tensor holding data, but got a {kind} tensor; convert it first "
                     "(e.g. `.to_dense()`, `.dequantize()`).")
     return x
@@ -170,7 +154,8 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
     try:
         raw = np.asarray(spacing.detach().cpu() if isinstance(spacing, torch.Tensor) else spacing)
     except (TypeError, ValueError, RuntimeError) as err:
-        raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r}.") from err
+        raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r} "
+                           f"({err}).") from err
     if raw.dtype.kind not in "iuf":  # not bool, str, complex or ragged object arrays
         raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r} "
                            f"(dtype {raw.dtype}).")
@@ -206,9 +191,9 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
                           f"(or the counts {list(COUNTS)}).")
     if convention not in CONVENTIONS:
         raise OptionError(f"Unknown convention {convention!r}; choose from {list(CONVENTIONS)}.")
-    if not (_is_real(percentile) and 0 <= percentile <= 100):
+    if not (is_real(percentile) and 0 <= percentile <= 100):
         raise OptionError(f"Expected `percentile` in [0, 100], but got {percentile!r}.")
-    if not (_is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
+    if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"Expected `tolerance` to be a finite distance >= 0 in spacing units, but got {tolerance!r}.")
     return float(percentile), float(tolerance)
 
@@ -223,6 +208,6 @@ def as_policy(value: Any, kind: type, name: str) -> Any:
     return value
 
 
-def _is_real(x: Any) -> bool:
+def is_real(x: Any) -> bool:
     """A real number (Python or NumPy, not bool), as options accept."""
     return isinstance(x, numbers.Real) and not isinstance(x, (bool, np.bool_))

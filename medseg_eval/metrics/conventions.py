@@ -44,6 +44,8 @@ from typing import Literal, get_args
 
 import torch
 
+from .errors import OptionError
+
 Convention = Literal["surface-distance", "monai", "medpy"]
 CONVENTIONS: tuple[str, ...] = get_args(Convention)
 DEFAULT_CONVENTION: Convention = "surface-distance"
@@ -136,7 +138,7 @@ class EmptyPolicy:
         ):
             value = getattr(self, field)
             if value not in allowed:
-                raise ValueError(f"EmptyPolicy.{field} must be one of {allowed}, but got {value!r}.")
+                raise OptionError(f"EmptyPolicy.{field} must be one of {allowed}, but got {value!r}.")
 
     def as_dict(self) -> dict[str, str]:
         """The policy as plain strings, for provenance records."""

@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
 import torch
 
-from ._validation import as_label_tensor, as_roi, as_spacing, check_num_classes, check_same_shape
+from ._validation import as_label_tensor, as_roi, as_spacing, check_num_classes, check_same_shape, is_real
 from .conventions import EmptyPolicy
+from .errors import OptionError
 from .overlap import class_masks
 
 #: Size bins (pixels) of :func:`small_lesion_recall` when none are given.
@@ -51,15 +53,19 @@ class LesionCriteria:
     iou_threshold: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.connectivity not in (4, 8):
-            raise ValueError(f"`connectivity` must be 4 or 8, but got {self.connectivity!r}.")
-        if not 0.0 <= self.min_overlap <= 1.0:
-            raise ValueError(f"`min_overlap` is a fraction of the lesion's area in [0, 1], but got {self.min_overlap!r}.")
+        if not (isinstance(self.connectivity, numbers.Integral) and is_real(self.connectivity)
+                and self.connectivity in (4, 8)):
+            raise OptionError(f"`connectivity` must be 4 or 8, but got {self.connectivity!r}.")
+        if not (is_real(self.min_overlap) and 0.0 <= self.min_overlap <= 1.0):
+            raise OptionError(f"`min_overlap` is a fraction of the lesion's area in [0, 1], but got {self.min_overlap!r}.")
         if self.criterion not in ("overlap", "iou"):
-            raise ValueError(f"`criterion` must be 'overlap' or 'iou', but got {self.criterion!r}.")
-        if not 0.5 <= self.iou_threshold <= 1.0:
-            raise ValueError("`iou_threshold` must lie in [0.5, 1] (below 0.5 one lesion could match several objects), "
-                             f"but got {self.iou_threshold!r}.")
+            raise OptionError(f"`criterion` must be 'overlap' or 'iou', but got {self.criterion!r}.")
+        if not (is_real(self.iou_threshold) and 0.5 <= self.iou_threshold <= 1.0):
+            raise OptionError("`iou_threshold` must lie in [0.5, 1] (below 0.5 one lesion could match several objects), "
+                              f"but got {self.iou_threshold!r}.")
+        # Plain Python numbers, so that provenance records hold no NumPy scalars.
+        for field, kind in (("connectivity", int), ("min_overlap", float), ("iou_threshold", float)):
+            object.__setattr__(self, field, kind(getattr(self, field)))
 
     def as_dict(self) -> dict[str, object]:
         """Plain values, for provenance."""

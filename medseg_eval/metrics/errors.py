@@ -1,0 +1,23 @@
+"""The bad-input errors of :mod:`medseg_eval.metrics`, one per concern, all ``MetricInputError``s."""
+
+from __future__ import annotations
+
+
+class MetricInputError(ValueError):
+    """Base class of every bad-input error raised by :mod:`medseg_eval.metrics`."""
+
+
+class ShapeMismatchError(MetricInputError):
+    """Prediction, ground truth, region of interest or spacing do not have matching shapes."""
+
+
+class LabelError(MetricInputError):
+    """A label map holds values that are not class ids ``0..num_classes-1``."""
+
+
+class SpacingError(MetricInputError):
+    """The pixel spacing is not one positive ``(sy, sx)`` pair or one pair per case."""
+
+
+class OptionError(MetricInputError):
+    """An option (metric name, convention, percentile, tolerance, num_classes) is invalid."""

@@ -99,7 +99,7 @@ def evaluate(
         raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
     # Options are checked before any file is read.
     percentile, tolerance = check_options(metrics, convention, percentile, tolerance)
-    engine_metrics = list(metrics)
+    engine_metrics = [str(m) for m in metrics]  # plain names for the provenance record
     empty = as_policy(empty, engine.EmptyPolicy, "empty")
     lesions = as_policy(lesions, engine.LesionCriteria, "lesions")
     if resize not in (None, "nearest"):

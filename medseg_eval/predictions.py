@@ -304,11 +304,18 @@ def _is_array(x: Any) -> bool:
 
 
 def _to_numpy(value: Any, name: str) -> np.ndarray:
+    if isinstance(value, np.ma.MaskedArray):
+        raise PredictionFormatError(f"{name}: a masked array, whose mask would be ignored; fill it first "
+                                    "(`.filled(0)`).")
     if type(value).__module__.startswith("torch"):
-        value = value.detach().cpu()
-        if str(value.dtype) == "torch.bfloat16":
-            value = value.float()  # NumPy has no bfloat16; float32 holds its values exactly
-        value = value.numpy()
+        try:
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":
+                value = value.float()  # NumPy has no bfloat16; float32 holds its values exactly
+            value = value.numpy()
+        except (TypeError, RuntimeError, NotImplementedError) as err:  # sparse, nested, meta, quantized, float8
+            raise PredictionFormatError(f"{name}: a tensor NumPy cannot read ({err}); give a dense tensor of class "
+                                        "ids or scores, e.g. `.to_dense()` or `.float()`.") from err
     elif type(value).__module__.startswith("PIL."):
         value = np.asarray(value)
     if not isinstance(value, np.ndarray):

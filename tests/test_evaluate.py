@@ -188,6 +188,9 @@ def test_size_mismatch_is_named_unless_resize_is_asked(drive_home, observer):
     (lambda m: np.where(m > 0, np.nan, 0.0), PredictionLabelError, "NaN"),
     (lambda m: m * 0.7, PredictionLabelError, "fractional"),
     (lambda m: np.stack([m, m, m], -1) * 255, PredictionShapeError, "RGB"),
+    (lambda m: np.ma.masked_array(m, m == 0), PredictionFormatError, "masked array"),
+    (lambda m: torch.from_numpy(m).to_sparse(), PredictionFormatError, "to_dense"),
+    (lambda m: torch.from_numpy(m).to(torch.float8_e4m3fn), PredictionFormatError, "NumPy cannot read"),
 ])
 def test_bad_values_name_the_case(drive_home, observer, bad, error, message):
     preds = dict(observer, **{"11_test": bad(observer["11_test"])})
@@ -355,6 +358,12 @@ def test_bad_options_are_refused_before_reading_predictions(tmp_path, option, me
     targets = {"a": np.eye(4, dtype=np.uint8)}
     with pytest.raises(medseg_eval.metrics.OptionError, match=message):
         evaluate(tmp_path / "missing", targets=targets, progress=False, **option)
+
+
+def test_metric_names_in_a_numpy_array_are_recorded_as_plain_strings():
+    targets = {"a": np.eye(4, dtype=np.uint8)}
+    res = evaluate(targets, targets=targets, metrics=np.array(["dice"]), progress=False)
+    assert res.provenance["metrics"] == ["dice"] and type(res.provenance["metrics"][0]) is str
 
 # ----------------------------------------------------------------------------- Results
 

@@ -208,3 +208,10 @@ def test_policies_hold_plain_python_numbers() -> None:
 def test_spacing_of_tensors_that_require_grad_says_so() -> None:
     with pytest.raises(SpacingError, match="requires grad"):
         metrics.hd95(GOOD, GOOD, spacing=(torch.tensor(0.5, requires_grad=True), 1.5))
+
+
+@pytest.mark.parametrize("make", [lambda r: np.ma.masked_array(r, ~r), lambda r: r.astype(np.longdouble),
+                                  lambda r: torch.from_numpy(r).to_sparse()], ids=["masked", "longdouble", "sparse"])
+def test_a_roi_that_is_not_a_plain_array_is_rejected(make) -> None:
+    with pytest.raises(LabelError, match="`roi`"):
+        metrics.dice(GOOD, GOOD, roi=make(np.ones((16, 16), bool)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -14,6 +14,7 @@ from .conventions import CONVENTIONS, COUNTS, LESION_METRICS, METRIC_ALIASES, ME
 from .errors import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
 
 ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need no torch types
+Policy = TypeVar("Policy")
 
 
 # Class ids of uint16 label maps; each class is a column of every result, so more would not fit anyway.
@@ -48,8 +49,13 @@ def _dense_tensor(x: ArrayLike, name: str, error: type[MetricInputError]) -> tor
     return x
 
 
+def _cases_with(flags: torch.Tensor) -> list[int]:
+    """Batch indices of the cases of ``[B, H, W]`` flags that hold any, for error messages."""
+    return flags.flatten(1).any(1).nonzero().flatten().tolist()
+
+
 def _out_of_range(name: str, value: float, where: torch.Tensor, num_classes: int) -> LabelError:
-    cases = where.flatten(1).any(1).nonzero().flatten().tolist()
+    cases = _cases_with(where)
     if isinstance(value, float) and math.isfinite(value):
         value = int(value)
     hint = " Masks saved as 0/255 need mapping to 0/1 first." if value == 255 else ""
@@ -87,7 +93,7 @@ def as_label_tensor(x: ArrayLike, name: str, num_classes: int) -> torch.Tensor:
         x = x.to(torch.int32 if x.dtype == torch.uint16 else torch.int64)
     if x.is_floating_point():
         if torch.isnan(x).any():
-            where = torch.isnan(x).flatten(1).any(1).nonzero().flatten().tolist()
+            where = _cases_with(torch.isnan(x))
             raise LabelError(f"`{name}` contains NaN (cases at batch index {where[:5]}); masks must be class ids.")
         fractional = x != torch.round(x)
         if fractional.any():
@@ -131,7 +137,7 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
     if roi.dtype != torch.bool:
         bad = ~((roi == 0) | (roi == 1))
         if bad.any():
-            where = bad.flatten(1).any(1).nonzero().flatten().tolist() if roi.ndim == 3 else "all"
+            where = _cases_with(bad) if roi.ndim == 3 else "all"
             raise LabelError(
                 f"`roi` must be boolean (or 0/1), but holds other values (cases at batch index {where}); "
                 "threshold it first, e.g. `roi > 0`."
@@ -198,7 +204,7 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
     return float(percentile), float(tolerance)
 
 
-def as_policy(value: Any, kind: type, name: str) -> Any:
+def as_policy(value: Policy | None, kind: type[Policy], name: str) -> Policy:
     """``value`` if it is a ``kind`` (e.g. :class:`EmptyPolicy`), a default ``kind()`` if None."""
     if value is None:
         return kind()

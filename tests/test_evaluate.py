@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 import zipfile
 
 import numpy as np
@@ -480,3 +481,13 @@ def test_lesion_outputs_need_a_lesion_metric():
     with_lesions = evaluate(gt, targets=gt, metrics=["dice", "lesion_f1"], spacing=(0.5, 0.5), progress=False)
     table = with_lesions.small_lesion_recall([0, 5, 100], in_mm2=True)
     assert table.select("n_lesions", "n_detected").rows() == [(1, 1), (0, 0)]  # 9 px = 2.25 mm^2
+
+
+def test_a_percentile_given_as_a_fraction_warns_once_at_the_callers_line():
+    mask = np.zeros((9, 9), np.uint8)
+    mask[2:6, 3:7] = 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's own: a warning shows once per line that caused it
+        evaluate({"a": mask}, targets={"a": mask}, metrics=["hd95"], percentile=0.95, progress=False)
+    shown = [w for w in caught if "percentile=0.95" in str(w.message)]
+    assert [w.filename for w in shown] == [__file__]  # evaluate's check and its compute's: one line, one warning

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -215,3 +217,29 @@ def test_spacing_of_tensors_that_require_grad_says_so() -> None:
 def test_a_roi_that_is_not_a_plain_array_is_rejected(make) -> None:
     with pytest.raises(LabelError, match="`roi`"):
         metrics.dice(GOOD, GOOD, roi=make(np.ones((16, 16), bool)))
+
+
+def test_one_spacing_row_is_broadcast_to_every_case() -> None:
+    pred = np.zeros((2, 16, 16), np.uint8); pred[:, 2:6, 3:9] = 1
+    target = np.zeros((2, 16, 16), np.uint8); target[:, 4:12, 5:7] = 1
+    want = metrics.hd95(pred, target, spacing=(0.5, 2.0))
+    assert torch.equal(metrics.hd95(pred, target, spacing=np.array([[0.5, 2.0]])), want)
+    assert torch.equal(metrics.hd95(pred, target, spacing=torch.tensor([[0.5, 2.0]])), want)
+
+
+@pytest.mark.parametrize("call", [
+    lambda p: metrics.hd95(GOOD, GOOD, percentile=p),
+    lambda p: metrics.compute(GOOD, GOOD, ["dice", "hd95"], percentile=p),
+], ids=["hd95", "compute"])
+def test_a_percentile_given_as_a_fraction_warns_at_the_callers_line(call) -> None:
+    with pytest.warns(UserWarning, match=r"percentile=0\.95.*pass 95, not 0\.95") as caught:
+        call(0.95)
+    assert [w.filename for w in caught] == [__file__]
+
+
+@pytest.mark.parametrize(("names", "percentile"), [(["hd95"], 95.0), (["hd95"], 0.0), (["hd95"], 1.0),
+                                                    (["dice", "hausdorff"], 0.95)])
+def test_percentiles_that_are_meant_do_not_warn(names, percentile) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        metrics.compute(GOOD, GOOD, names, percentile=percentile)

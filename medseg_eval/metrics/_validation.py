@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -166,12 +169,12 @@ def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch
         raise SpacingError(f"`spacing` must be (sy, sx) or an array [B, 2] of numbers, but got {spacing!r} "
                            f"(dtype {raw.dtype}).")
     s = torch.from_numpy(raw.astype(np.float64))
-    if s.shape == (2,):
+    if s.shape in ((2,), (1, 2)):  # one pair for every case, as NumPy would broadcast it
         s = s.expand(batch, 2)
     if s.shape != (batch, 2):
         raise SpacingError(
-            f"`spacing` must be one (sy, sx) pair or one pair per case, shape [{batch}, 2], but got shape "
-            f"{tuple(s.shape)}."
+            f"`spacing` must be one (sy, sx) pair (shape [2] or [1, 2]) or one pair per case, shape [{batch}, 2], "
+            f"but got shape {tuple(s.shape)}."
         )
     low, high = _SPACING_RANGE
     bad = ~((s >= low) & (s <= high)).all(1)
@@ -199,6 +202,11 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
         raise OptionError(f"Unknown convention {convention!r}; choose from {list(CONVENTIONS)}.")
     if not (is_real(percentile) and 0 <= percentile <= 100):
         raise OptionError(f"Expected `percentile` in [0, 100], but got {percentile!r}.")
+    if 0 < percentile < 1 and "hd95" in metrics:
+        # Legal, but almost always a fraction given for a percent: HD95 would silently become ~the minimum.
+        warnings.warn(f"`percentile={percentile!r}` is a percent: HD95 becomes the {percentile!r}th percentile of "
+                      f"the distances, close to their minimum. For the 95th percentile pass 95, not 0.95.",
+                      UserWarning, stacklevel=_user_stacklevel())
     if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"Expected `tolerance` to be a finite distance >= 0 in spacing units, but got {tolerance!r}.")
     return float(percentile), float(tolerance)
@@ -212,6 +220,16 @@ def as_policy(value: Policy | None, kind: type[Policy], name: str) -> Policy:
         raise OptionError(f"`{name}` must be None (the default) or a {kind.__name__} such as "
                           f"`{kind.__name__}()`, but got {value!r}.")
     return value
+
+
+def _user_stacklevel() -> int:
+    """The ``warnings.warn`` stacklevel of the innermost caller outside the package: the user's line, however
+    deep the call went (``evaluate`` calls ``compute``), so that a warning shows there, once."""
+    package = str(Path(__file__).parent.parent)  # as the frames name their files
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def is_real(x: Any) -> bool:

@@ -66,7 +66,8 @@ def compute(
     num_classes
         Number of classes including background; results cover classes ``1..num_classes-1``.
     spacing
-        Pixel size ``(sy, sx)`` (rows, columns), or one pair per case ``[B, 2]``; default 1.
+        Pixel size ``(sy, sx)`` (rows, columns; also as ``[1, 2]``), or one pair per case ``[B, 2]``;
+        default 1.
         Distances are in the spacing's unit.
     roi
         Optional bool region of interest ``[B, H, W]`` or ``[H, W]``: pixels outside it are
@@ -75,7 +76,8 @@ def compute(
         ``"surface-distance"`` (default), ``"monai"`` or ``"medpy"``: which reference
         implementation the distance metrics reproduce; see :mod:`medseg_eval.metrics.conventions`.
     percentile
-        Percentile of ``"hd95"`` (default 95).
+        Percentile of ``"hd95"`` in percent (default 95); a value between 0 and 1 warns (a fraction
+        given for a percent).
     tolerance
         NSD tolerance in spacing units (default 2).
     empty

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import sys
 import warnings
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
@@ -225,7 +225,7 @@ def as_policy(value: Policy | None, kind: type[Policy], name: str) -> Policy:
 def _user_stacklevel() -> int:
     """The ``warnings.warn`` stacklevel of the innermost caller outside the package: the user's line, however
     deep the call went (``evaluate`` calls ``compute``), so that a warning shows there, once."""
-    package = str(Path(__file__).parent.parent)  # as the frames name their files
+    package = os.path.join(os.path.dirname(os.path.dirname(__file__)), "")  # medseg_eval/, as frames name files
     frame, level = sys._getframe(1), 1
     while frame.f_back is not None and frame.f_code.co_filename.startswith(package):
         frame, level = frame.f_back, level + 1

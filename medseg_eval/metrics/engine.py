@@ -27,7 +27,7 @@ from .conventions import (
     EmptyPolicy,
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
-from .overlap import class_masks, confusion_counts, overlap_metric
+from .overlap import class_masks, confusion_counts, overlap_metric, pixel_counts
 from .surface import Boundaries, apply_empty_policy, boundaries, distance_metric, distances_between, sqrt_rn
 
 #: The metric set :func:`compute` returns when none is named.
@@ -139,7 +139,7 @@ def compute(
         return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
 
     counted = (torch.full((batch,), height * width, device=pred_t.device) if roi_t is None
-               else roi_t.flatten(1).sum(1))
+               else pixel_counts(roi_t))
     if pred_t.device.type == "cpu":
         # CPU time grows with the pixels touched, so each case is cropped to its foreground.
         foreground = pred_t | target_t  # non-zero where either holds a class

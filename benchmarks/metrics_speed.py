@@ -2,8 +2,9 @@
 
 Each library computes Dice, HD, HD95, ASSD and NSD at 2 px (MedPy: no NSD) on the same seeded
 512x512 cases, in its own convention, in this one process; medseg_eval computes the same numbers in
-that library's convention. Reported: cases/s and the ratio ours / reference, plus the largest
-relative difference between the two sets of numbers (it must be ~0).
+that library's convention. ``--repeats`` rounds time medseg_eval, then the reference, in turn;
+reported are the median cases/s of each, the median of the rounds' ratios ours / reference and their
+range, and the largest relative difference between the two sets of numbers (it must be ~0).
 
 ``--data baseline`` uses the case mix of ``../shared/notes/baseline_bench.md`` (smaller objects),
 where the reference timings quoted in the issue were measured. ``--data drive`` uses real masks: DRIVE's 20 test images, the second observer scored
@@ -34,6 +35,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import platform
+import statistics
 import time
 from pathlib import Path
 
@@ -47,25 +49,17 @@ from tests.cases import Case, random_cases
 NAMES = ["dice", "hausdorff", "hd95", "assd", "nsd"]
 
 
-def _time_ours(batches: list[tuple[torch.Tensor, torch.Tensor]], convention: str, repeats: int) -> tuple[float, dict]:
-    """Best of ``repeats`` wall times for the batches ``(pred, target)`` in turn, and the values in case order."""
+def _time_ours(batches: list[tuple[torch.Tensor, torch.Tensor]], convention: str) -> tuple[float, dict]:
+    """Wall time for the batches ``(pred, target)`` in turn, and the values in case order."""
     cuda = batches[0][0].is_cuda
-
-    def run() -> dict:
-        parts = [metrics.compute(pred, target, NAMES, convention=convention) for pred, target in batches]
-        return {m: torch.cat([p[m] for p in parts]) for m in NAMES}
-
-    run()  # warm-up (allocations, CUDA context)
-    best = float("inf")
-    for _ in range(repeats):
-        if cuda:
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        out = run()
-        if cuda:
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - start)
-    return best, {m: v[:, 0].cpu().numpy() for m, v in out.items()}
+    if cuda:
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    parts = [metrics.compute(pred, target, NAMES, convention=convention) for pred, target in batches]
+    if cuda:
+        torch.cuda.synchronize()
+    elapsed = time.perf_counter() - start
+    return elapsed, {m: torch.cat([p[m] for p in parts])[:, 0].cpu().numpy() for m in NAMES}
 
 
 def kvasir_prediction_cases() -> list[Case]:
@@ -201,7 +195,8 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=200)
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="rounds of ours then the reference; medians are reported (--lesions: best of)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-references", action="store_true", help="time medseg_eval only (e.g. on a GPU)")
     parser.add_argument("--lesions", action="store_true", help="time the lesion metrics and component labelling")
@@ -235,20 +230,30 @@ def main() -> None:
     size = f"{shapes[0][0]}x{shapes[0][1]}" if len(shapes) == 1 else f"{len(shapes)} sizes up to {max(shapes)[0]}x{max(shapes)[1]}"
     print(f"{len(cases)} {args.data} cases of {size}, one class; torch {torch.__version__} on {device}; "
           f"python {platform.python_version()}")
-    print(f"{'convention':<18}{'medseg_eval cases/s':>21}{'reference cases/s':>19}{'ratio':>8}{'max rel diff':>14}")
+    print(f"{'convention':<18}{'medseg_eval cases/s':>21}{'reference cases/s':>19}{'ratio':>8}{'range':>13}"
+          f"{'max rel diff':>14}")
     for convention in ("surface-distance", "monai", "medpy"):
-        ours_s, ours = _time_ours(batches, convention, args.repeats)
-        ours_rate = len(cases) / ours_s
+        _time_ours(batches, convention)  # warm-up (allocations, CUDA context)
+        # Rounds alternate ours and the reference, and medians are reported: on a shared machine the speed
+        # of both drifts by tens of percent within a minute, and a drift then moves both alike.
+        ours_s, ref_s = [], []
+        for _ in range(args.repeats):
+            seconds, ours = _time_ours(batches, convention)
+            ours_s.append(seconds)
+            if not args.skip_references:
+                seconds, ref = _time_reference(convention, cases)
+                ref_s.append(seconds)
+        ours_rate = len(cases) / statistics.median(ours_s)
         if args.skip_references:
             print(f"{convention:<18}{ours_rate:>21.1f}")
             continue
-        ref_s, ref = _time_reference(convention, cases)
-        ref_rate = len(cases) / ref_s
+        ratios = sorted(r / o for o, r in zip(ours_s, ref_s))
         diff = max(
             float(np.nanmax(np.abs(ours[m] - ref[m]) / np.maximum(np.abs(ref[m]), 1e-12), initial=0.0))
             for m in NAMES if not np.isnan(ref[m]).all()
         )
-        print(f"{convention:<18}{ours_rate:>21.1f}{ref_rate:>19.1f}{ours_rate / ref_rate:>7.1f}x{diff:>14.1e}")
+        print(f"{convention:<18}{ours_rate:>21.1f}{len(cases) / statistics.median(ref_s):>19.1f}"
+              f"{statistics.median(ratios):>7.1f}x{f'{ratios[0]:.1f}-{ratios[-1]:.1f}x':>13}{diff:>14.1e}")
 
 
 if __name__ == "__main__":

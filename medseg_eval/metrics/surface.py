@@ -218,7 +218,7 @@ def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor,
     start = line * length
     probe = start + pos
     at = torch.searchsorted(keys, probe)
-    right, left = keys[at], keys[at - 1]
+    right, left = keys.take(at), keys.take(at - 1)
     gap_right = torch.where(right < start + length, right - probe, _FAR)
     gap_left = torch.where(left >= start, probe - left, _FAR)
     return torch.minimum(gap_right, gap_left)
@@ -391,13 +391,13 @@ class _LineSearch:
             members = (classes == span).nonzero().flatten()
             for part in members.split(max(1, _BLOCK // span)):
                 q = queries[part]
-                n, line = self.image[q], self.line[q]
+                n, line = self.image.take(q), self.line.take(q)
                 band = first[part, None] + torch.arange(span, device=q.device, dtype=first.dtype)
                 gap = _gaps_along_lines(band_keys, n[:, None] * bands + band.clamp_max(bands - 1),
-                                        self.position[q][:, None], self.length)
+                                        self.position.take(q)[:, None], self.length)
                 across = torch.maximum(band * _BAND - line[:, None], line[:, None] - band * _BAND - (_BAND - 1))
-                across = across.clamp_min(0).double() * self.step_across[n.long(), None]
-                along = gap.double() * self.step_along[n.long(), None]
+                across = across.clamp_min(0).double() * self.step_across.take(n.long())[:, None]
+                along = gap.double() * self.step_along.take(n.long())[:, None]
                 bound = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
                 open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
                 which, offset = open_.nonzero(as_tuple=True)
@@ -422,11 +422,11 @@ class _LineSearch:
     def _probe(self, queries: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on its line (inf if none); ``queries``
         broadcasts against ``lines`` (``[Q, 1]`` against ``[Q, L]``: the queries' values are read once)."""
-        n = self.image[queries]
-        step_across, step_along = self.step_across[n.long()], self.step_along[n.long()]
-        gap = _gaps_along_lines(self.keys, n * self.lines + lines.clamp(0, self.lines - 1), self.position[queries],
+        n = self.image.take(queries)
+        step_across, step_along = self.step_across.take(n.long()), self.step_along.take(n.long())
+        gap = _gaps_along_lines(self.keys, n * self.lines + lines.clamp(0, self.lines - 1), self.position.take(queries),
                                 self.length)
-        across = (lines - self.line[queries]).double() * step_across
+        across = (lines - self.line.take(queries)).double() * step_across
         along = gap.double() * step_along
         return (across * across + along * along).masked_fill(gap == _FAR, math.inf)
 

@@ -232,7 +232,7 @@ def test_one_spacing_row_is_broadcast_to_every_case() -> None:
     lambda p: metrics.compute(GOOD, GOOD, ["dice", "hd95"], percentile=p),
 ], ids=["hd95", "compute"])
 def test_a_percentile_given_as_a_fraction_warns_at_the_callers_line(call) -> None:
-    with pytest.warns(UserWarning, match=r"percentile=0\.95.*pass 95, not 0\.95") as caught:
+    with pytest.warns(metrics.PercentileWarning, match=r"percentile=0\.95.*pass 95, not 0\.95") as caught:
         call(0.95)
     assert [w.filename for w in caught] == [__file__]
 

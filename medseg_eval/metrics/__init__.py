@@ -24,7 +24,7 @@ from .conventions import (
     EmptyPolicy,
 )
 from .engine import DEFAULT_METRICS, compute
-from .errors import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
+from .errors import LabelError, MetricInputError, OptionError, PercentileWarning, ShapeMismatchError, SpacingError
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
 from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_detection, small_lesion_recall
 
@@ -45,6 +45,7 @@ __all__ = [
     "LesionCriteria",
     "MetricInputError",
     "OptionError",
+    "PercentileWarning",
     "ShapeMismatchError",
     "SpacingError",
     "assd",

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .conventions import CONVENTIONS, COUNTS, LESION_METRICS, METRIC_ALIASES, METRICS
-from .errors import LabelError, MetricInputError, OptionError, ShapeMismatchError, SpacingError
+from .errors import LabelError, MetricInputError, OptionError, PercentileWarning, ShapeMismatchError, SpacingError
 
 ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need no torch types
 Policy = TypeVar("Policy")
@@ -206,7 +206,7 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
         # Legal, but almost always a fraction given for a percent: HD95 would silently become ~the minimum.
         warnings.warn(f"`percentile={percentile!r}` is a percent: HD95 becomes the {percentile!r}th percentile of "
                       f"the distances, close to their minimum. For the 95th percentile pass 95, not 0.95.",
-                      UserWarning, stacklevel=_user_stacklevel())
+                      PercentileWarning, stacklevel=_user_stacklevel())
     if not (is_real(tolerance) and math.isfinite(tolerance) and tolerance >= 0):
         raise OptionError(f"Expected `tolerance` to be a finite distance >= 0 in spacing units, but got {tolerance!r}.")
     return float(percentile), float(tolerance)

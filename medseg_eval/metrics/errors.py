@@ -1,4 +1,5 @@
-"""The bad-input errors of :mod:`medseg_eval.metrics`, one per concern, all ``MetricInputError``s."""
+"""The bad-input errors of :mod:`medseg_eval.metrics`, one per concern, all ``MetricInputError``s, and its
+warning about input that is legal but most likely a slip."""
 
 from __future__ import annotations
 
@@ -21,3 +22,7 @@ class SpacingError(MetricInputError):
 
 class OptionError(MetricInputError):
     """An option (metric name, convention, percentile, tolerance, num_classes) is invalid."""
+
+
+class PercentileWarning(UserWarning):
+    """``percentile`` lies between 0 and 1 with ``hd95``: most likely a fraction given for a percent."""

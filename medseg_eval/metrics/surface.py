@@ -43,67 +43,117 @@ _COLUMNS_WORTH = 16
 _FAR = 1 << 24
 
 
-def _pad(masks: torch.Tensor) -> torch.Tensor:
-    """The masks with a one-pixel background frame: outside the image counts as background."""
-    n, h, w = masks.shape
-    padded = masks.new_zeros(n, h + 2, w + 2)
-    padded[:, 1:-1, 1:-1] = masks
-    return padded
+# Bit k of byte m of a packed row is column 8m + k. The eight 0/1 bytes of an int64 word, multiplied
+# by this, land in order in the word's top byte: no two partial products share a bit or carry into it.
+_GATHER_BITS = 0x0102040810204080
 
 
-def edge_pixels(masks: torch.Tensor) -> torch.Tensor:
-    """Edge pixels: the mask minus its erosion by the 4-neighbour cross (MONAI, MedPy).
+def frame_and_pack(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both stacks of masks in one zero frame, as bytes and packed to bits.
 
-    Pixels outside the image count as background, so foreground on the image border is boundary.
+    Outside the image counts as background, so the masks get a frame of zeros: one row above and
+    below, one column left and at least one right (up to a width of a multiple of 8). Boundary
+    elements are then found by bitwise operations on 8 pixels at a time.
 
-    Examples
-    --------
-    >>> m = torch.zeros(1, 5, 5, dtype=torch.bool); m[0, 1:4, 1:4] = True
-    >>> edge_pixels(m)[0].int()
-    tensor([[0, 0, 0, 0, 0],
-            [0, 1, 1, 1, 0],
-            [0, 1, 0, 1, 0],
-            [0, 1, 1, 1, 0],
-            [0, 0, 0, 0, 0]], dtype=torch.int32)
-    """
-    padded = _pad(masks)
-    interior = padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1] & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:]
-    return masks & ~interior
+    Parameters
+    ----------
+    pred, target
+        Bool ``[N, H, W]``.
 
-
-def corner_elements(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Boundary elements on the ``(H+1) x (W+1)`` pixel-corner lattice (DeepMind).
-
-    Corner ``(i, j)`` is the top-left corner of pixel ``(i, j)``; it is a boundary element when
-    the four pixels around it are neither all inside nor all outside (outside the image counts as
-    outside). Returns the elements and the zero-padded masks ``[N, H+2, W+2]`` from which
-    :func:`neighbour_codes` reads the codes of the elements.
+    Returns
+    -------
+    framed : torch.Tensor
+        Bool ``[2N, H+2, W']`` (``W' >= W + 2``, a multiple of 8): ``pred`` then ``target``, pixel
+        ``(i, j)`` at ``(i+1, j+1)``.
+    bits : torch.Tensor
+        Uint8 ``[2N, H+2, W'/8]``: ``framed`` packed along rows, column ``c`` in bit ``c % 8`` of
+        byte ``c // 8``.
 
     Examples
     --------
     >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
-    >>> corner_elements(m)[0][0].int()
-    tensor([[0, 1, 1, 0],
-            [0, 1, 1, 0],
-            [0, 0, 0, 0]], dtype=torch.int32)
+    >>> framed, bits = frame_and_pack(m, m)
+    >>> tuple(framed.shape), bits[0, :, 0].tolist()  # column 2 of the frame: bit 2
+    ((2, 4, 8), [0, 4, 0, 0])
     """
-    padded = _pad(masks)
-    top_left = padded[:, :-1, :-1]
-    elements = (top_left ^ padded[:, :-1, 1:]) | (top_left ^ padded[:, 1:, :-1]) | (top_left ^ padded[:, 1:, 1:])
-    return elements, padded
+    n, h, w = pred.shape
+    width = -(-(w + 2) // 8) * 8
+    framed = pred.new_zeros(2 * n, h + 2, width)
+    framed[:n, 1:-1, 1:w + 1] = pred
+    framed[n:, 1:-1, 1:w + 1] = target
+    words = framed.view(torch.uint8).view(torch.int64)
+    return framed, (((words * _GATHER_BITS) >> 56) & 0xFF).to(torch.uint8)
 
 
-def neighbour_codes(padded: torch.Tensor, image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+def _next_column(bits: torch.Tensor) -> torch.Tensor:
+    """Packed rows shifted one column left: column ``c`` holds what column ``c + 1`` held."""
+    carry = torch.nn.functional.pad(bits[..., 1:], (0, 1))
+    return (bits >> 1) | (carry << 7)
+
+
+def _previous_column(bits: torch.Tensor) -> torch.Tensor:
+    """Packed rows shifted one column right: column ``c`` holds what column ``c - 1`` held."""
+    carry = torch.nn.functional.pad(bits[..., :-1], (1, 0))
+    return (bits << 1) | (carry >> 7)
+
+
+def edge_pixels(bits: torch.Tensor) -> torch.Tensor:
+    """Edge pixels: the mask minus its erosion by the 4-neighbour cross (MONAI, MedPy).
+
+    ``bits`` are framed, packed masks (:func:`frame_and_pack`), so foreground on the image border
+    is boundary. Returns the packed edge pixels of the frame's rows ``1..H``, pixel ``(i, j)`` at
+    ``(i, j+1)``.
+
+    Examples
+    --------
+    >>> m = torch.zeros(1, 3, 3, dtype=torch.bool); m[0] = True
+    >>> edge_pixels(frame_and_pack(m, m)[1])[0, :, 0].tolist()  # all but the centre pixel
+    [14, 10, 14]
+    """
+    mid = bits[:, 1:-1]
+    interior = bits[:, :-2] & bits[:, 2:] & _next_column(mid) & _previous_column(mid)
+    return mid & ~interior
+
+
+def corner_elements(bits: torch.Tensor) -> torch.Tensor:
+    """Boundary elements on the ``(H+1) x (W+1)`` pixel-corner lattice (DeepMind).
+
+    Corner ``(i, j)`` is the top-left corner of pixel ``(i, j)``; it is a boundary element when
+    the four pixels around it are neither all inside nor all outside. ``bits`` are framed, packed
+    masks (:func:`frame_and_pack`), where those four pixels are ``(i, j), (i, j+1), (i+1, j),
+    (i+1, j+1)``; returns the packed elements, corner ``(i, j)`` at ``(i, j)``.
+
+    Examples
+    --------
+    >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
+    >>> corner_elements(frame_and_pack(m, m)[1])[0, :, 0].tolist()  # corners 1 and 2 of rows 0, 1
+    [6, 6, 0]
+    """
+    top, bottom = bits[:, :-1], bits[:, 1:]
+    return (top ^ _next_column(top)) | (top ^ bottom) | (top ^ _next_column(bottom))
+
+
+def _set_bits(bits: torch.Tensor) -> torch.Tensor:
+    """Flat indices of the set bits of packed rows, ascending (``8 * byte + bit``)."""
+    flat = bits.flatten()
+    at = flat.nonzero().squeeze(1)  # a scan of bytes, 8 columns each
+    each = (flat.take(at)[:, None] >> torch.arange(8, dtype=torch.uint8, device=bits.device)) & 1
+    byte, bit = each.nonzero(as_tuple=True)
+    return at.take(byte) * 8 + bit
+
+
+def neighbour_codes(framed: torch.Tensor, image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
     """2x2 neighbourhood codes of the corners ``(image, row, col)``, as DeepMind computes them.
 
     ``8*top_left + 4*top_right + 2*bottom_left + 1*bottom_right`` over the four pixels around the
     corner, what ``surface_distance`` gets by correlating the mask with ``[[8, 4], [2, 1]]``.
-    ``padded`` is the second result of :func:`corner_elements`.
+    ``framed`` is the first result of :func:`frame_and_pack`.
     """
-    _, hp, wp = padded.shape
-    flat = padded.flatten().to(torch.uint8)
+    _, hp, wp = framed.shape
+    flat = framed.view(torch.uint8).flatten()
     top_left = (image * hp + row) * wp + col
-    return (8 * flat[top_left] + 4 * flat[top_left + 1] + 2 * flat[top_left + wp] + flat[top_left + wp + 1]).long()
+    return (8 * flat.take(top_left) + 4 * flat.take(top_left + 1) + 2 * flat.take(top_left + wp)
+            + flat.take(top_left + wp + 1)).long()
 
 
 def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
@@ -190,22 +240,24 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     >>> b.image.tolist(), bool(b.on_partner.all())
     ([0, 0, 0, 0, 1, 1, 1, 1], True)
     """
-    n = pred.shape[0]
+    n, h, w = pred.shape
     surfels = CONVENTION_SPECS[convention].boundary == "surfels"
-    if surfels:
-        elements, padded = corner_elements(torch.cat([pred, target]))
-    else:
-        elements = edge_pixels(torch.cat([pred, target]))
-    _, h, w = elements.shape
-    image, row, col = elements.nonzero(as_tuple=True)
-    partner = torch.where(image < n, image + n, image - n)
-    on_partner = elements.flatten()[(partner * h + row) * w + col]
+    framed, bits = frame_and_pack(pred, target)
+    elements = corner_elements(bits) if surfels else edge_pixels(bits)
+    per_image, per_row = elements.shape[1] * framed.shape[2], framed.shape[2]
+    at = _set_bits(elements)
+    image = at.div(per_image, rounding_mode="floor")
+    row = (at - image * per_image).div(per_row, rounding_mode="floor")
+    col = at % per_row - (0 if surfels else 1)  # edge pixel (i, j) is column j+1 of the frame
+    at_partner = at + torch.where(image < n, n, -n) * per_image
+    on_partner = ((elements.flatten().take(at_partner >> 3) >> (at_partner & 7).to(torch.uint8)) & 1).bool()
     if surfels:
         table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
-        weight = table[image, neighbour_codes(padded, image, row, col)]
+        weight = table[image, neighbour_codes(framed, image, row, col)]
     else:
         weight = torch.ones(len(image), dtype=torch.float64, device=pred.device)
-    return Boundaries(image, row, col, weight, on_partner, spacing.repeat(2, 1), n, (h, w))
+    shape = (h + 1, w + 1) if surfels else (h, w)
+    return Boundaries(image, row, col, weight, on_partner, spacing.repeat(2, 1), n, shape)
 
 
 def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:

@@ -140,6 +140,7 @@ def test_input_types_give_identical_results() -> None:
         (torch.from_numpy(pred), torch.from_numpy(gt)),
         (torch.from_numpy(pred).float(), torch.from_numpy(gt).double()),
         (pred.astype(np.int16)[None], gt.astype(np.int32)[None]),
+        (torch.from_numpy(pred.T.copy()).T, torch.from_numpy(gt.T.copy()).T),  # non-contiguous views
     ]:
         out = metrics.compute(p, g, DISTANCES + ["dice"])
         for m in reference:

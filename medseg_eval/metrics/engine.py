@@ -146,6 +146,8 @@ def compute(
         if roi_t is not None:
             foreground = foreground.masked_fill(~roi_t, 0)
         top, bottom, left, right = _bounding_boxes(foreground)
+        pred_t, target_t = pred_t.contiguous(), target_t.contiguous()  # _crop flattens: one copy, not one per crop
+        roi_t = None if roi_t is None else roi_t.contiguous()
         crop_h = _bucket_sizes(bottom - top, height)
         crop_w = _bucket_sizes(right - left, width)
         # Any window inside the image that holds the foreground's bounding box gives exact
@@ -200,8 +202,12 @@ def compute(
 def _crop(x: torch.Tensor, cases: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height: int,
           width: int) -> torch.Tensor:
     """The ``height x width`` windows of ``x[cases]`` at ``top, left``, ``[len(cases), height, width]``."""
-    # Indexing the view of every window copies only the chosen ones.
-    return x.unfold(1, height, 1).unfold(2, width, 1)[cases, top, left]
+    _, h, w = x.shape
+    # Each row of a window is a run of `width` pixels of the flat batch; index_select copies whole
+    # runs (about 20x faster on the CPU than advanced indexing of a view of every window).
+    first = ((cases * h + top) * w + left)[:, None] + torch.arange(height, device=x.device) * w
+    runs = x.flatten().unfold(0, width, 1)
+    return runs.index_select(0, first.flatten()).view(len(cases), height, width)
 
 
 def _bounding_boxes(foreground: torch.Tensor) -> tuple[torch.Tensor, ...]:

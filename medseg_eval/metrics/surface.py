@@ -209,7 +209,7 @@ class Boundaries:
         for half in (0, 1):  # every part's predictions, then every part's ground truths
             offset = half * pairs
             for b in parts:
-                split = int((b.image < b.pairs).sum())
+                split = int(torch.searchsorted(b.image, b.pairs))
                 take = slice(0, split) if half == 0 else slice(split, None)
                 image = b.image[take] + (offset - half * b.pairs)
                 pieces.append([image, b.row[take], b.col[take], b.weight[take], b.on_partner[take]])
@@ -555,9 +555,10 @@ def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
     if spec.distance_dtype == "float32":
         d = d.float().double()
     by_weight = spec.boundary == "surfels"
-    from_pred = b.image < n
-    pd, pw, pc = _padded_rows(b.image[from_pred], d[from_pred], b.weight[from_pred], n, by_weight)
-    td, tw, tc = _padded_rows(b.image[~from_pred] - n, d[~from_pred], b.weight[~from_pred], n, by_weight)
+    split = int(torch.searchsorted(b.image, n))  # elements are listed by image, predictions' first
+    pred, target = slice(0, split), slice(split, None)
+    pd, pw, pc = _padded_rows(b.image[pred], d[pred], b.weight[pred], n, by_weight)
+    td, tw, tc = _padded_rows(b.image[target] - n, d[target], b.weight[target], n, by_weight)
     return SurfaceDistances(pd, pw, pc, td, tw, tc)
 
 

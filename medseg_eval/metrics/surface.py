@@ -39,7 +39,7 @@ _FIRST_HALF_WIDTHS = (1, 4)
 _BAND = 8
 # Columns are searched too once more than one element in this many is still open after the first searches.
 _COLUMNS_WORTH = 16
-# Marks "no boundary element in this row": wider than any image.
+# Marks "no target row left unsearched": farther than any image.
 _FAR = 1 << 24
 
 
@@ -261,19 +261,25 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
 
 
 def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
-    """Distance along a line from ``(line, pos)`` to the nearest target on that line (``_FAR`` if none).
+    """Distance along a line from ``(line, pos)`` to the nearest target on that line; ``length`` or more if none.
 
-    ``keys`` lists the targets as ``line * length + pos``, ascending, between two sentinels that lie
-    outside every line; lines are the rows (or columns) of all images. A binary search puts each
-    probe between its neighbours left and right, which count only when they are on the probe's line.
+    ``keys`` lists the targets as ``line * 2 * length + pos``, ascending, between two sentinels a line
+    beyond either end; lines are the rows (or columns) of all images. A binary search puts each probe
+    between its neighbours left and right. Lines lie ``2 * length`` apart, so a neighbour on another
+    line is always more than ``length`` away and one on the probe's line always less: no test of
+    which line a neighbour is on is needed.
     """
-    start = line * length
-    probe = start + pos
+    probe = line * (2 * length) + pos
     at = torch.searchsorted(keys, probe)
-    right, left = keys.take(at), keys.take(at - 1)  # take: a plain gather, about twice as fast as keys[at] on CPU
-    gap_right = torch.where(right < start + length, right - probe, _FAR)
-    gap_left = torch.where(left >= start, probe - left, _FAR)
-    return torch.minimum(gap_right, gap_left)
+    # take: a plain gather, about twice as fast as keys[at] on CPU
+    return torch.minimum(keys.take(at) - probe, probe - keys.take(at - 1))
+
+
+def _with_sentinels(keys: torch.Tensor, lines: int, length: int) -> torch.Tensor:
+    """Sorted keys ``line * 2 * length + pos`` between the sentinels of :func:`_gaps_along_lines`: one
+    on line ``-1`` and one on line ``lines``."""
+    sentinel = keys.new_tensor([-2 * length, lines * 2 * length])
+    return torch.cat([sentinel[:1], keys, sentinel[1:]])
 
 
 def partner_squared_distances(b: Boundaries) -> torch.Tensor:
@@ -360,7 +366,7 @@ class _LineSearch:
     Along columns, the images are searched as if transposed: lines are columns, positions rows.
     """
 
-    keys: torch.Tensor  # targets as (image * lines + line) * length + position, ascending, between sentinels
+    keys: torch.Tensor  # targets as (image * lines + line) * 2 * length + position, ascending, between sentinels
     image: torch.Tensor  # per element (in the row-major order of the elements): its image, line and position
     line: torch.Tensor
     position: torch.Tensor
@@ -381,17 +387,18 @@ class _LineSearch:
         h, w = shape
         line, position = (col, row) if transposed else (row, col)
         lines, length = (w, h) if transposed else (h, w)
-        # int32 indices where they fit: the search is bound by memory traffic.
+        # int32 indices where they fit (keys up to 2 * n2 * lines * length): the search is bound by memory traffic.
         index_dtype = torch.int32 if n2 * (h + 2) * (w + 2) < 2**30 else torch.int64
         partner = torch.where(image < n, image + n, image - n)
-        # Targets listed under the queries' image (their partner's), as sorted keys between sentinels.
-        keys = ((partner * lines + line) * length + position).to(index_dtype)
-        keys = keys.sort().values if transposed else torch.cat([keys[(image >= n)], keys[image < n]])
-        sentinel = torch.tensor([-2 * _FAR, n2 * lines * length + 2 * _FAR], dtype=index_dtype, device=image.device)
+        # Targets listed under the queries' image (their partner's).
+        keys = ((partner * lines + line) * (2 * length) + position).to(index_dtype)
+        split = int(torch.searchsorted(image, n))  # elements are listed by image, row-major
+        keys = keys.sort().values if transposed else torch.cat([keys[split:], keys[:split]])
+        keys = _with_sentinels(keys, n2 * lines, length)
         first = torch.full((n2,), lines, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amin")
         last = torch.full((n2,), -1, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amax")
         steps = spacing.flip(1) if transposed else spacing
-        return cls(keys=torch.cat([sentinel[:1], keys, sentinel[1:]]),
+        return cls(keys=keys,
                    image=image.to(index_dtype), line=line.to(index_dtype), position=position.to(index_dtype),
                    first=first[image].to(index_dtype), last=last[image].to(index_dtype),
                    step_across=steps[:, 0], step_along=steps[:, 1], lines=lines, length=length)
@@ -429,13 +436,11 @@ class _LineSearch:
         bound has been searched.
         """
         bands = -(-self.lines // _BAND)
-        # The targets listed by band: (image * bands + line // _BAND) * length + position, ascending.
-        unit = self.keys[1:-1].long() // self.length
-        band_keys = ((unit // self.lines * bands + unit % self.lines // _BAND) * self.length
-                     + self.keys[1:-1].long() % self.length).sort().values.to(self.keys.dtype)
-        sentinel = torch.tensor([-2 * _FAR, len(self.step_across) * bands * self.length + 2 * _FAR],
-                                dtype=self.keys.dtype, device=queries.device)
-        band_keys = torch.cat([sentinel[:1], band_keys, sentinel[1:]])
+        # The targets listed by band: (image * bands + line // _BAND) * 2 * length + position, ascending.
+        stride = 2 * self.length
+        unit, position = self.keys[1:-1] // stride, self.keys[1:-1] % stride
+        band_keys = ((unit // self.lines * bands + unit % self.lines // _BAND) * stride + position).sort().values
+        band_keys = _with_sentinels(band_keys, len(self.step_across) * bands, self.length)
         first, count = top // _BAND, (bottom // _BAND - top // _BAND + 1).clamp_min(0).long()
         pairs = []
         classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long()
@@ -450,7 +455,7 @@ class _LineSearch:
                 across = torch.maximum(band * _BAND - line[:, None], line[:, None] - band * _BAND - (_BAND - 1))
                 across = across.clamp_min(0).double() * self.step_across.take(n.long())[:, None]
                 along = gap.double() * self.step_along.take(n.long())[:, None]
-                bound = (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+                bound = (across * across + along * along).masked_fill(gap >= self.length, math.inf)
                 open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
                 which, offset = open_.nonzero(as_tuple=True)
                 pairs.append((part[which], band[which, offset], bound[which, offset]))
@@ -480,7 +485,7 @@ class _LineSearch:
                                 self.length)
         across = (lines - self.line.take(queries)).double() * step_across
         along = gap.double() * step_along
-        return (across * across + along * along).masked_fill(gap == _FAR, math.inf)
+        return (across * across + along * along).masked_fill(gap >= self.length, math.inf)
 
 
 @dataclass(frozen=True)

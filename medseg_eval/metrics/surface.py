@@ -48,41 +48,37 @@ _FAR = 1 << 24
 _GATHER_BITS = 0x0102040810204080
 
 
-def frame_and_pack(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Both stacks of masks in one zero frame, as bytes and packed to bits.
-
-    Outside the image counts as background, so the masks get a frame of zeros: one row above and
-    below, one column left and at least one right (up to a width of a multiple of 8). Boundary
-    elements are then found by bitwise operations on 8 pixels at a time.
-
-    Parameters
-    ----------
-    pred, target
-        Bool ``[N, H, W]``.
-
-    Returns
-    -------
-    framed : torch.Tensor
-        Bool ``[2N, H+2, W']`` (``W' >= W + 2``, a multiple of 8): ``pred`` then ``target``, pixel
-        ``(i, j)`` at ``(i+1, j+1)``.
-    bits : torch.Tensor
-        Uint8 ``[2N, H+2, W'/8]``: ``framed`` packed along rows, column ``c`` in bit ``c % 8`` of
-        byte ``c // 8``.
+def pack_rows(masks: torch.Tensor) -> torch.Tensor:
+    """Bool masks ``[N, H, W]`` packed along rows: uint8 ``[N, H, ceil(W / 8)]``, column ``c`` in bit
+    ``c % 8`` of byte ``c // 8``.
 
     Examples
     --------
-    >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
-    >>> framed, bits = frame_and_pack(m, m)
-    >>> tuple(framed.shape), bits[0, :, 0].tolist()  # column 2 of the frame: bit 2
-    ((2, 4, 8), [0, 4, 0, 0])
+    >>> pack_rows(torch.tensor([[[0, 1, 1, 0, 0, 0, 0, 0, 1]]], dtype=torch.bool)).tolist()
+    [[[6, 1]]]
     """
-    n, h, w = pred.shape
-    width = -(-(w + 2) // 8) * 8
-    framed = pred.new_zeros(2 * n, h + 2, width)
-    framed[:n, 1:-1, 1:w + 1] = pred
-    framed[n:, 1:-1, 1:w + 1] = target
-    words = framed.view(torch.uint8).view(torch.int64)
-    return framed, (((words * _GATHER_BITS) >> 56) & 0xFF).to(torch.uint8)
+    if masks.shape[-1] % 8:
+        masks = torch.nn.functional.pad(masks, (0, -masks.shape[-1] % 8))
+    words = masks.contiguous().view(torch.uint8).view(torch.int64)
+    # The conversion keeps the low byte: the top byte of the product.
+    return (words * _GATHER_BITS).bitwise_right_shift_(56).to(torch.uint8)
+
+
+def framed_bits(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Both stacks of bool masks ``[N, H, W]``, packed (:func:`pack_rows`) in one frame of zeros.
+
+    Outside the image counts as background: the frame is a row above and below and a byte (8
+    columns) left and right. Returns uint8 ``[2N, H+2, ceil(W / 8) + 2]``, ``pred`` then ``target``,
+    pixel ``(i, j)`` at row ``i + 1``, column ``j + 8``. Boundary elements are then found by bitwise
+    operations on 8 pixels at a time.
+    """
+    n = len(pred)
+    packed_pred, packed_target = pack_rows(pred), pack_rows(target)
+    _, h, w = packed_pred.shape
+    bits = packed_pred.new_zeros(2 * n, h + 2, w + 2)
+    bits[:n, 1:-1, 1:-1] = packed_pred
+    bits[n:, 1:-1, 1:-1] = packed_target
+    return bits
 
 
 def _next_column(bits: torch.Tensor) -> torch.Tensor:
@@ -100,15 +96,15 @@ def _previous_column(bits: torch.Tensor) -> torch.Tensor:
 def edge_pixels(bits: torch.Tensor) -> torch.Tensor:
     """Edge pixels: the mask minus its erosion by the 4-neighbour cross (MONAI, MedPy).
 
-    ``bits`` are framed, packed masks (:func:`frame_and_pack`), so foreground on the image border
-    is boundary. Returns the packed edge pixels of the frame's rows ``1..H``, pixel ``(i, j)`` at
-    ``(i, j+1)``.
+    ``bits`` are framed, packed masks (:func:`framed_bits`), so foreground on the image border is
+    boundary. Returns the packed edge pixels of the frame's rows ``1..H``: pixel ``(i, j)`` at row
+    ``i``, column ``j + 8``.
 
     Examples
     --------
-    >>> m = torch.zeros(1, 3, 3, dtype=torch.bool); m[0] = True
-    >>> edge_pixels(frame_and_pack(m, m)[1])[0, :, 0].tolist()  # all but the centre pixel
-    [14, 10, 14]
+    >>> m = torch.ones(1, 3, 3, dtype=torch.bool)
+    >>> edge_pixels(framed_bits(m, m))[0, :, 1].tolist()  # all but the centre pixel
+    [7, 5, 7]
     """
     mid = bits[:, 1:-1]
     interior = bits[:, :-2] & bits[:, 2:] & _next_column(mid) & _previous_column(mid)
@@ -120,14 +116,14 @@ def corner_elements(bits: torch.Tensor) -> torch.Tensor:
 
     Corner ``(i, j)`` is the top-left corner of pixel ``(i, j)``; it is a boundary element when
     the four pixels around it are neither all inside nor all outside. ``bits`` are framed, packed
-    masks (:func:`frame_and_pack`), where those four pixels are ``(i, j), (i, j+1), (i+1, j),
-    (i+1, j+1)``; returns the packed elements, corner ``(i, j)`` at ``(i, j)``.
+    masks (:func:`framed_bits`), where those four pixels are at rows ``i, i+1`` and columns
+    ``j+7, j+8``; returns the packed elements, corner ``(i, j)`` at row ``i``, column ``j + 7``.
 
     Examples
     --------
     >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
-    >>> corner_elements(frame_and_pack(m, m)[1])[0, :, 0].tolist()  # corners 1 and 2 of rows 0, 1
-    [6, 6, 0]
+    >>> corner_elements(framed_bits(m, m))[0, :, 1].tolist()  # corners 1 and 2 (bits 0, 1) of rows 0, 1
+    [3, 3, 0]
     """
     top, bottom = bits[:, :-1], bits[:, 1:]
     return (top ^ _next_column(top)) | (top ^ bottom) | (top ^ _next_column(bottom))
@@ -142,18 +138,22 @@ def _set_bits(bits: torch.Tensor) -> torch.Tensor:
     return at.take(byte) * 8 + bit
 
 
-def neighbour_codes(framed: torch.Tensor, image: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
-    """2x2 neighbourhood codes of the corners ``(image, row, col)``, as DeepMind computes them.
+def _bits_at(bits: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
+    """The bits at flat indices ``at`` (``8 * byte + bit``) of packed rows, as uint8 0 or 1."""
+    return (bits.flatten().take(at >> 3) >> (at & 7).to(torch.uint8)) & 1
+
+
+def neighbour_codes(bits: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """2x2 neighbourhood codes of corners, as DeepMind computes them.
 
     ``8*top_left + 4*top_right + 2*bottom_left + 1*bottom_right`` over the four pixels around the
     corner, what ``surface_distance`` gets by correlating the mask with ``[[8, 4], [2, 1]]``.
-    ``framed`` is the first result of :func:`frame_and_pack`.
+    ``bits`` are framed, packed masks (:func:`framed_bits`), ``corners`` the flat bit indices of
+    the corners' top-left pixels in them.
     """
-    _, hp, wp = framed.shape
-    flat = framed.view(torch.uint8).flatten()
-    top_left = (image * hp + row) * wp + col
-    return (8 * flat.take(top_left) + 4 * flat.take(top_left + 1) + 2 * flat.take(top_left + wp)
-            + flat.take(top_left + wp + 1)).long()
+    below = 8 * bits.shape[2]
+    return (8 * _bits_at(bits, corners) + 4 * _bits_at(bits, corners + 1) + 2 * _bits_at(bits, corners + below)
+            + _bits_at(bits, corners + below + 1)).long()
 
 
 def contour_length_table(spacing: torch.Tensor) -> torch.Tensor:
@@ -242,18 +242,19 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     """
     n, h, w = pred.shape
     surfels = CONVENTION_SPECS[convention].boundary == "surfels"
-    framed, bits = frame_and_pack(pred, target)
+    bits = framed_bits(pred, target)
     elements = corner_elements(bits) if surfels else edge_pixels(bits)
-    per_image, per_row = elements.shape[1] * framed.shape[2], framed.shape[2]
+    per_row = 8 * bits.shape[2]
+    per_image = elements.shape[1] * per_row
     at = _set_bits(elements)
     image = at.div(per_image, rounding_mode="floor")
     row = (at - image * per_image).div(per_row, rounding_mode="floor")
-    col = at % per_row - (0 if surfels else 1)  # edge pixel (i, j) is column j+1 of the frame
-    at_partner = at + torch.where(image < n, n, -n) * per_image
-    on_partner = ((elements.flatten().take(at_partner >> 3) >> (at_partner & 7).to(torch.uint8)) & 1).bool()
+    col = at % per_row - (7 if surfels else 8)  # where the frame puts corner (i, j) and pixel (i, j)
+    on_partner = _bits_at(elements, at + torch.where(image < n, n, -n) * per_image).bool()
     if surfels:
         table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
-        weight = table[image, neighbour_codes(framed, image, row, col)]
+        # Corner (i, j) of the frame's rows i, i+1 is flat bit at + image * per_row of the frame.
+        weight = table[image, neighbour_codes(bits, at + image * per_row)]
     else:
         weight = torch.ones(len(image), dtype=torch.float64, device=pred.device)
     shape = (h + 1, w + 1) if surfels else (h, w)

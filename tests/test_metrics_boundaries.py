@@ -63,3 +63,15 @@ def test_boundary_elements_match_their_pixelwise_definition(convention: str, wid
     np.testing.assert_array_equal(b.weight.numpy(), weights)
     assert b.on_partner.tolist() == shared
     assert b.shape == ((h + 1, width + 1) if convention == "surface-distance" else (h, width))
+
+
+def test_masks_at_any_offset_in_memory_are_packed() -> None:
+    """Bytes are read as int64 words, which must be whole and aligned: views that are not are copied."""
+    rng = np.random.default_rng(0)
+    flat = torch.from_numpy(rng.random(1 + 2 * 3 * 16) < 0.5)
+    unaligned = flat[1:].view(2, 3, 16)  # contiguous, at an odd offset
+    strided = torch.from_numpy(rng.random((2, 3, 32)) < 0.5)[:, :, ::2]  # 16 wide, not contiguous
+    for masks in (unaligned, strided):
+        want = boundaries(masks.clone(), masks.flip(0).clone(), torch.ones(2, 2, dtype=torch.float64), "medpy")
+        got = boundaries(masks, masks.flip(0), torch.ones(2, 2, dtype=torch.float64), "medpy")
+        assert torch.equal(got.row, want.row) and torch.equal(got.col, want.col)

@@ -59,7 +59,9 @@ def pack_rows(masks: torch.Tensor) -> torch.Tensor:
     """
     if masks.shape[-1] % 8:
         masks = torch.nn.functional.pad(masks, (0, -masks.shape[-1] % 8))
-    words = masks.contiguous().view(torch.uint8).view(torch.int64)
+    elif masks.storage_offset() % 8 or not masks.is_contiguous():
+        masks = masks.clone(memory_format=torch.contiguous_format)  # int64 words: whole, aligned bytes
+    words = masks.view(torch.uint8).view(torch.int64)
     # The conversion keeps the low byte: the top byte of the product.
     return (words * _GATHER_BITS).bitwise_right_shift_(56).to(torch.uint8)
 
@@ -71,6 +73,12 @@ def framed_bits(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     columns) left and right. Returns uint8 ``[2N, H+2, ceil(W / 8) + 2]``, ``pred`` then ``target``,
     pixel ``(i, j)`` at row ``i + 1``, column ``j + 8``. Boundary elements are then found by bitwise
     operations on 8 pixels at a time.
+
+    Examples
+    --------
+    >>> m = torch.ones(1, 1, 3, dtype=torch.bool)
+    >>> framed_bits(m, ~m)[:, :, 1].tolist()  # columns 8-15 of each row: the pixels
+    [[0, 7, 0], [0, 0, 0]]
     """
     n = len(pred)
     packed_pred, packed_target = pack_rows(pred), pack_rows(target)
@@ -150,6 +158,13 @@ def neighbour_codes(bits: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
     corner, what ``surface_distance`` gets by correlating the mask with ``[[8, 4], [2, 1]]``.
     ``bits`` are framed, packed masks (:func:`framed_bits`), ``corners`` the flat bit indices of
     the corners' top-left pixels in them.
+
+    Examples
+    --------
+    >>> m = torch.zeros(1, 2, 3, dtype=torch.bool); m[0, 0, 1] = True
+    >>> bits = framed_bits(m, m)  # rows of 3 bytes (24 columns); pixel (0, 1) is row 1, column 9
+    >>> neighbour_codes(bits, torch.tensor([8, 9, 24 + 8, 24 + 9])).tolist()  # corners (0, 1), (0, 2), (1, 1), (1, 2)
+    [1, 2, 4, 8]
     """
     below = 8 * bits.shape[2]
     return (8 * _bits_at(bits, corners) + 4 * _bits_at(bits, corners + 1) + 2 * _bits_at(bits, corners + below)

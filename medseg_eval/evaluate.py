@@ -17,7 +17,7 @@ from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
 from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
-from .metrics._validation import as_policy, check_options
+from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import PredictionLabelError, PredictionSet, PredictionShapeError, preview, read_predictions
 from .results import Results
 
@@ -64,8 +64,8 @@ def evaluate(
         Default: the dataset's test split (e.g. ``"test"``; ``"validation"`` for Kvasir-SEG).
     targets, spacing, num_classes
         Instead of ``dataset``: the ground truth in any form ``preds`` accepts, the pixel size
-        ``(sy, sx)`` (or one per case id), and the number of classes with background (default:
-        the largest label found + 1).
+        ``(sy, sx)`` (also as ``[1, 2]``; or a dict case id -> ``(sy, sx)``), and the number of
+        classes with background (default: the largest label found + 1).
     metrics, convention, empty, percentile, tolerance, lesions
         As in :func:`medseg_eval.metrics.compute`. With a lesion metric among ``metrics`` the
         results also hold one row per ground-truth lesion (:attr:`Results.lesions`).
@@ -168,6 +168,17 @@ def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
     return truth, list(spec.classes), provenance
 
 
+def _spacing_pair(value: Any, what: str, alternative: str = "") -> tuple[float, float]:
+    """One ``(sy, sx)``, checked as :func:`medseg_eval.metrics.compute` checks spacing, or an error
+    that says whose spacing is wrong (not a batch index)."""
+    try:
+        pair = as_spacing(value, 1)
+    except engine.SpacingError as err:
+        raise engine.SpacingError(f"{what} must be one (sy, sx) pair of positive, finite numbers (e.g. (0.5, 0.5) "
+                                  f"for 0.5 mm pixels){alternative}, but got {value!r}.") from err
+    return tuple(pair[0].tolist())
+
+
 def _own_truth(targets: Any, spacing, num_classes: int | None):
     inferred = num_classes is None
     if inferred:
@@ -182,18 +193,17 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
         num_classes = 2 if values <= {0, 255} else max(values) + 1
     read = read_predictions(targets, None, num_classes=num_classes, name="targets")
 
-    def spacing_of(case_id: str) -> tuple[float, float]:
-        if spacing is None:
-            return (1.0, 1.0)
-        return tuple(spacing[case_id]) if isinstance(spacing, Mapping) else tuple(spacing)
-
     if isinstance(spacing, Mapping):
         missing = sorted(set(read.masks) - {str(c) for c in spacing})
         if missing:
             raise ValueError(f"`spacing` has no entry for {len(missing)} case(s): {preview(missing)}; give one "
                              "(sy, sx) per case id, or one pair for all.")
-        spacing = {str(c): v for c, v in spacing.items()}
-    truth = {c: (m, spacing_of(c), None) for c, m in read.masks.items()}
+        pairs = {str(c): _spacing_pair(v, f"`spacing` of case {str(c)!r}") for c, v in spacing.items()}
+    else:
+        every = (1.0, 1.0) if spacing is None else _spacing_pair(spacing, "`spacing`",
+                                                                  ", or a dict case id -> (sy, sx)")
+        pairs = dict.fromkeys(read.masks, every)
+    truth = {c: (m, pairs[c], None) for c, m in read.masks.items()}
     provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": read.source,
                   "num_classes_inferred": inferred, "spacing_unit": "as given" if spacing is not None else "pixel"}
     return truth, [str(c) for c in range(num_classes)], provenance

@@ -17,6 +17,7 @@ from medseg_eval import Results, evaluate
 from medseg_eval.cli import main
 from medseg_eval.datasets import canonical_dir
 from medseg_eval.evaluate import GroundTruthMismatchError
+from medseg_eval.metrics import SpacingError
 from medseg_eval.predictions import (
     MissingCasesError,
     PredictionFormatError,
@@ -349,6 +350,25 @@ def test_spacing_must_cover_every_case_and_is_not_taken_with_a_dataset(drive_hom
     assert res.per_case["value"].to_list() == [0.0, 0.0]
     with pytest.raises(ValueError, match="`spacing` come from the dataset"):
         evaluate(observer, "drive", split="test", spacing=(1.0, 1.0), progress=False)
+
+
+def test_a_bad_spacing_is_refused_naming_its_case():
+    targets = {"a": np.eye(4, dtype=np.uint8), "b": np.eye(4, dtype=np.uint8)}
+    for bad in [(1.0, -1.0), (1.0,), (1.0, float("nan")), "1,2"]:
+        with pytest.raises(SpacingError, match=r"`spacing` of case 'b' must be one \(sy, sx\) pair"):
+            evaluate(targets, targets=targets, spacing={"a": (1.0, 2.0), "b": bad}, metrics=["hd95"], progress=False)
+        with pytest.raises(SpacingError, match=r"`spacing` must be one \(sy, sx\) pair.*or a dict case id"):
+            evaluate(targets, targets=targets, spacing=bad, metrics=["hd95"], progress=False)
+    with pytest.raises(SpacingError, match="or a dict case id"):  # one pair per case belongs in a dict
+        evaluate(targets, targets=targets, spacing=[(1.0, 2.0), (2.0, 1.0)], metrics=["hd95"], progress=False)
+    bar = np.zeros((4, 6), np.uint8)
+    bar[:, 1] = 1
+    targets = {"a": bar, "b": bar}
+    preds = {c: np.roll(m, 2, axis=1) for c, m in targets.items()}  # two columns to the right: 2 * sx
+    hd95 = {spacing: evaluate(preds, targets=targets, spacing=spacing, metrics=["hd95"], progress=False)
+            .per_case["value"].to_list() for spacing in [(1.0, 2.0), (2.0, 1.0)]}
+    as_row = evaluate(preds, targets=targets, spacing=np.array([[1.0, 2.0]]), metrics=["hd95"], progress=False)
+    assert as_row.per_case["value"].to_list() == hd95[(1.0, 2.0)] != hd95[(2.0, 1.0)]
 
 
 

@@ -408,8 +408,11 @@ class _LineSearch:
         partner = torch.where(image < n, image + n, image - n)
         # Targets listed under the queries' image (their partner's).
         keys = ((partner * lines + line) * (2 * length) + position).to(index_dtype)
-        split = int(torch.searchsorted(image, n))  # elements are listed by image, row-major
-        keys = keys.sort().values if transposed else torch.cat([keys[split:], keys[:split]])
+        if transposed:
+            keys = keys.sort().values
+        else:  # elements are listed by image, row-major: ground truths' (the predictions' targets) first
+            split = int(torch.searchsorted(image, n))
+            keys = torch.cat([keys[split:], keys[:split]])
         keys = _with_sentinels(keys, n2 * lines, length)
         first = torch.full((n2,), lines, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amin")
         last = torch.full((n2,), -1, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amax")

@@ -1,7 +1,8 @@
 """Boundaries, exact Euclidean boundary-to-boundary distances, and the distance metrics.
 
 Everything runs batched on ``[N, H, W]`` masks (N = cases x classes) with torch ops only, so the
-same code runs on CPU and CUDA.
+same code runs on CPU and CUDA. Boundary elements are found on masks packed 8 pixels to a byte
+(:func:`pack_rows`), by bitwise operations on whole rows, and listed by a scan of their bytes.
 
 Distances are exact and separable (Saito & Toriwaki 1994; Meijster et al. 2000): for the set ``T``
 of boundary elements of one mask, let ``g(i', j)`` be the column distance from ``(i', j)`` to the

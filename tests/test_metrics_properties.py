@@ -53,7 +53,7 @@ def test_moving_both_masks_inside_the_image_changes_nothing(pair, spacing, conve
     pred, gt = pair
     assume(pred.any() and gt.any())  # an empty mask scores the image diagonal, which padding changes
     # The image border is a boundary, so both versions keep the objects off it; beyond that,
-    # results must not depend on where in the image (or in which crop bucket) the objects sit.
+    # results must not depend on where in the image (or in which byte of a packed row) the objects sit.
     a = metrics.compute(np.pad(pred, 1), np.pad(gt, 1), NAMES, spacing=spacing, convention=convention)
     shifted = metrics.compute(np.pad(pred, (pad + 1, 1)), np.pad(gt, (pad + 1, 1)), NAMES, spacing=spacing,
                               convention=convention)

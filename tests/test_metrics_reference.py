@@ -81,7 +81,7 @@ def test_other_percentiles_match_reference_library(convention: str, percentile: 
 
 @pytest.mark.parametrize("pixels_per_chunk", [None, 20000])
 def test_batched_call_equals_case_by_case(pixels_per_chunk: int | None, monkeypatch) -> None:
-    if pixels_per_chunk is not None:  # chunks that end between cases of different crop sizes
+    if pixels_per_chunk is not None:  # chunks of two cases
         monkeypatch.setattr(engine, "_CPU_PIXELS_PER_CHUNK", pixels_per_chunk)
     cases = random_cases(40, seed=11, shape=(48, 64))
     pred = torch.from_numpy(np.stack([c.pred for c in cases]))

@@ -62,7 +62,7 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, counted: torch.Te
     ----------
     pred, target
         Bool ``[B, K, H, W]``: one mask per foreground class (already restricted to the region of
-        interest). H and W may be a crop: pixels outside it are negatives in both masks.
+        interest).
     counted
         ``[B]``: pixels counted per case (the image, or its region of interest); what the masks
         leave out of ``tp + fp + fn`` is true negative.

@@ -201,8 +201,7 @@ class Boundaries:
     """The boundary elements of N mask pairs as flat lists, ready for the distance search.
 
     Images ``0..N-1`` are the predictions and ``N..2N-1`` their ground truths, in the same order;
-    elements are listed by image, then row-major. Lists of pairs found on crops of different
-    sizes are merged with :meth:`cat`, so that one search serves them all.
+    elements are listed by image, then row-major.
     """
 
     image: torch.Tensor  # per element: its image, row and column
@@ -213,27 +212,6 @@ class Boundaries:
     spacing: torch.Tensor  # per image, float64 [2N, 2]
     pairs: int
     shape: tuple[int, int]  # rows and columns of the element lattice (every element lies inside)
-
-    @staticmethod
-    def cat(parts: list[Boundaries]) -> Boundaries:
-        """The pairs of several lists as one list, in the order given (pairs of ``parts[0]`` first)."""
-        if len(parts) == 1:
-            return parts[0]
-        pairs = sum(b.pairs for b in parts)
-        pieces: list[list[torch.Tensor]] = []
-        spacing = []
-        for half in (0, 1):  # every part's predictions, then every part's ground truths
-            offset = half * pairs
-            for b in parts:
-                split = int(torch.searchsorted(b.image, b.pairs))
-                take = slice(0, split) if half == 0 else slice(split, None)
-                image = b.image[take] + (offset - half * b.pairs)
-                pieces.append([image, b.row[take], b.col[take], b.weight[take], b.on_partner[take]])
-                spacing.append(b.spacing[half * b.pairs:(half + 1) * b.pairs])
-                offset += b.pairs
-        columns = [torch.cat(c) for c in zip(*pieces)]
-        shape = (max(b.shape[0] for b in parts), max(b.shape[1] for b in parts))
-        return Boundaries(*columns, spacing=torch.cat(spacing), pairs=pairs, shape=shape)
 
 
 def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, convention: str) -> Boundaries:

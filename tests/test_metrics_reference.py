@@ -94,3 +94,30 @@ def test_batched_call_equals_case_by_case(pixels_per_chunk: int | None, monkeypa
                                      convention=convention)
             for name in DISTANCES:
                 torch.testing.assert_close(batched[name][i], single[name][0], rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore::medseg_eval.metrics.PercentileWarning")  # shares under 1%
+def test_percentiles_at_a_tie_between_distances_match_deepmind() -> None:
+    # DeepMind sorts (distance, contour length) pairs and takes the first distance whose cumulative
+    # length share reaches the percentile. At a percentile equal to the share where one distance
+    # ends, the order of the lengths within that distance decides, by rounding, which side wins.
+    from tests.references import deepmind
+
+    spacing = (0.7, 1.3)  # four different contour lengths
+    checked = 0
+    for case in random_cases(30, seed=3, shape=(32, 40)):
+        pred, gt = case.pred == 1, case.target == 1
+        if not (pred.any() and gt.any()):
+            continue
+        sd = deepmind.compute_surface_distances(gt, pred, spacing_mm=spacing)
+        percentiles = []
+        for d, w in ((sd["distances_gt_to_pred"], sd["surfel_areas_gt"]),
+                     (sd["distances_pred_to_gt"], sd["surfel_areas_pred"])):
+            share = np.cumsum(w) / np.sum(w)
+            ends = share[:-1][d[:-1] != d[1:]]
+            percentiles += [float(s * 100) for s in ends if s * 100 / 100 == s]
+        for p in percentiles:
+            ours = metrics.hd95(pred, gt, spacing=spacing, percentile=p, convention="surface-distance").item()
+            assert ours == deepmind.compute_robust_hausdorff(sd, p), (case.kind, p)
+        checked += len(percentiles)
+    assert checked > 300

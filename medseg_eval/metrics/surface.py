@@ -505,22 +505,29 @@ class SurfaceDistances:
 def _padded_rows(
     image: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, n: int, by_weight: bool
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter a flat list (grouped by image) into sorted, padded rows ``[n, L]``."""
+    """Scatter a flat list (grouped by image) into sorted, padded rows ``[n, L]``.
+
+    The flat list is sorted by stable sorts of int64 keys, minor key first: non-negative doubles
+    order as their bits do, and torch sorts a flat int64 list by radix, several times faster on
+    the CPU than it sorts padded float rows.
+    """
     count = torch.bincount(image, minlength=n)
     # At least one (padding) column, so that per-row lookups work when every boundary is empty.
     length = max(1, int(count.max()) if n else 0)
+    order = torch.arange(len(image), device=image.device)
+    if by_weight:
+        # DeepMind sorts (distance, length) pairs lexicographically.
+        order = weights.view(torch.int64).sort(stable=True).indices
+    order = order.take(values.take(order).view(torch.int64).sort(stable=True).indices)
+    order = order.take(image.take(order).sort(stable=True).indices)
+    # The list stays grouped by image, so each element's row and column are where it was.
     start = count.cumsum(0) - count
     position = torch.arange(len(image), device=image.device) - start[image]
     d = torch.full((n, length), math.inf, dtype=torch.float64, device=image.device)
     wt = torch.zeros((n, length), dtype=torch.float64, device=image.device)
-    d[image, position] = values
-    wt[image, position] = weights
-    if by_weight:
-        # DeepMind sorts (distance, length) pairs lexicographically: sort by the minor key first.
-        order = wt.sort(dim=1, stable=True).indices
-        d, wt = d.gather(1, order), wt.gather(1, order)
-    order = d.sort(dim=1, stable=True).indices
-    return d.gather(1, order), wt.gather(1, order), count
+    d[image, position] = values.take(order)
+    wt[image, position] = weights.take(order)
+    return d, wt, count
 
 
 def sqrt_rn(x: torch.Tensor) -> torch.Tensor:

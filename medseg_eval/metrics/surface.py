@@ -134,14 +134,19 @@ def corner_elements(bits: torch.Tensor) -> torch.Tensor:
     >>> corner_elements(framed_bits(m, m))[0, :, 1].tolist()  # corners 1 and 2 (bits 0, 1) of rows 0, 1
     [3, 3, 0]
     """
-    top, bottom = bits[:, :-1], bits[:, 1:]
-    return (top ^ _next_column(top)) | (top ^ bottom) | (top ^ _next_column(bottom))
+    # The four pixels agree when each row's two agree and the left pixels of both rows agree.
+    across = bits ^ _next_column(bits)
+    return across[:, :-1] | across[:, 1:] | (bits[:, :-1] ^ bits[:, 1:])
 
 
 def _set_bits(bits: torch.Tensor) -> torch.Tensor:
     """Flat indices of the set bits of packed rows, ascending (``8 * byte + bit``)."""
     flat = bits.flatten()
-    at = flat.nonzero().squeeze(1)  # a scan of bytes, 8 columns each
+    flat = torch.nn.functional.pad(flat, (0, -len(flat) % 8))
+    # A scan of int64 words (64 columns each: most are 0), then of the bytes of those that are not.
+    word = flat.view(torch.int64).nonzero().squeeze(1)
+    in_word, byte = flat.view(-1, 8).index_select(0, word).nonzero(as_tuple=True)
+    at = word.take(in_word) * 8 + byte
     each = (flat.take(at)[:, None] >> torch.arange(8, dtype=torch.uint8, device=bits.device)) & 1
     byte, bit = each.nonzero(as_tuple=True)
     return at.take(byte) * 8 + bit

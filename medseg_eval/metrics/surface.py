@@ -318,9 +318,14 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         return d2
     rows = _LineSearch.build(image, row, col, spacing, shape, transposed=False)
     best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
+    searched = 0
     for half in _FIRST_HALF_WIDTHS:
         i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
-        best = torch.minimum(best, rows.min_over_lines(pending, torch.maximum(i - half, lo), torch.minimum(i + half, hi)))
+        # The lines within `half` not searched before.
+        offsets = torch.arange(-half, half + 1, device=device, dtype=i.dtype)
+        offsets = offsets[offsets.abs() > searched] if searched else offsets
+        best = torch.minimum(best, rows.min_near(pending, offsets))
+        searched = half
         # Exact once the nearest target row left unsearched (if any) is no closer than the best.
         nearest_above = torch.minimum(hi, i - half - 1)
         nearest_below = torch.maximum(lo, i + half + 1)
@@ -409,6 +414,21 @@ class _LineSearch:
     def gap_squared(self, queries: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on one line each (inf if none)."""
         return self._probe(queries, line)
+
+    def min_near(self, queries: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+        """Smallest squared distance from each query to a target on the lines ``line + offsets`` (inf if none).
+
+        Lines outside the first and last lines of the query's targets are searched as the nearer of
+        those two instead: a target found there is a real one, and one line searched twice changes no
+        minimum, so no line needs to be masked.
+        """
+        out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
+        step = max(1, _BLOCK // len(offsets))
+        for start in range(0, len(queries), step):
+            q = queries[start:start + step]
+            lines = (self.line.take(q)[:, None] + offsets).clamp(self.first.take(q)[:, None], self.last.take(q)[:, None])
+            out[start:start + step] = self._probe(q[:, None], lines).amin(1)
+        return out
 
     def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).

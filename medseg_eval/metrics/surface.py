@@ -139,6 +139,12 @@ def corner_elements(bits: torch.Tensor) -> torch.Tensor:
     return across[:, :-1] | across[:, 1:] | (bits[:, :-1] ^ bits[:, 1:])
 
 
+def _gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D table: ``index_select``, on the CPU about 2.5x faster than ``take``
+    and 4x faster than indexing, and it takes int32 indices."""
+    return table.index_select(0, index.flatten()).view(index.shape)
+
+
 def _set_bits(bits: torch.Tensor) -> torch.Tensor:
     """Flat indices of the set bits of packed rows, ascending (``8 * byte + bit``)."""
     flat = bits.flatten()
@@ -146,15 +152,15 @@ def _set_bits(bits: torch.Tensor) -> torch.Tensor:
     # A scan of int64 words (64 columns each: most are 0), then of the bytes of those that are not.
     word = flat.view(torch.int64).nonzero().squeeze(1)
     in_word, byte = flat.view(-1, 8).index_select(0, word).nonzero(as_tuple=True)
-    at = word.take(in_word) * 8 + byte
-    each = (flat.take(at)[:, None] >> torch.arange(8, dtype=torch.uint8, device=bits.device)) & 1
+    at = _gather(word, in_word) * 8 + byte
+    each = (_gather(flat, at)[:, None] >> torch.arange(8, dtype=torch.uint8, device=bits.device)) & 1
     byte, bit = each.nonzero(as_tuple=True)
-    return at.take(byte) * 8 + bit
+    return _gather(at, byte) * 8 + bit
 
 
 def _bits_at(bits: torch.Tensor, at: torch.Tensor) -> torch.Tensor:
     """The bits at flat indices ``at`` (``8 * byte + bit``) of packed rows, as uint8 0 or 1."""
-    return (bits.flatten().take(at >> 3) >> (at & 7).to(torch.uint8)) & 1
+    return (_gather(bits.flatten(), at >> 3) >> (at & 7).to(torch.uint8)) & 1
 
 
 def neighbour_codes(bits: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
@@ -260,8 +266,9 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     return Boundaries(image, row, col, weight, on_partner, spacing.repeat(2, 1), n, shape)
 
 
-def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor, length: int) -> torch.Tensor:
-    """Distance along a line from ``(line, pos)`` to the nearest target on that line; ``length`` or more if none.
+def _gaps_along_lines(keys: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
+    """Distance along a line from each probe ``line * 2 * length + pos`` to the nearest target on that
+    line; ``length`` or more if none.
 
     ``keys`` lists the targets as ``line * 2 * length + pos``, ascending, between two sentinels a line
     beyond either end; lines are the rows (or columns) of all images. A binary search puts each probe
@@ -269,10 +276,8 @@ def _gaps_along_lines(keys: torch.Tensor, line: torch.Tensor, pos: torch.Tensor,
     line is always more than ``length`` away and one on the probe's line always less: no test of
     which line a neighbour is on is needed.
     """
-    probe = line * (2 * length) + pos
     at = torch.searchsorted(keys, probe)
-    # take: a plain gather, about twice as fast as keys[at] on CPU
-    return torch.minimum(keys.take(at) - probe, probe - keys.take(at - 1))
+    return torch.minimum(_gather(keys, at) - probe, probe - _gather(keys, at - 1))
 
 
 def _with_sentinels(keys: torch.Tensor, lines: int, length: int) -> torch.Tensor:
@@ -375,10 +380,14 @@ class _LineSearch:
     image: torch.Tensor  # per element (in the row-major order of the elements): its image, line and position
     line: torch.Tensor
     position: torch.Tensor
+    origin: torch.Tensor  # per element: its own key, (image * lines + line) * 2 * length + position
     first: torch.Tensor  # per element: the first and last lines holding its partner's elements
     last: torch.Tensor
-    step_across: torch.Tensor  # per image: the spacing across lines (sy along rows) and along them
-    step_along: torch.Tensor
+    step_across: torch.Tensor  # per image: the spacing across lines (sy along rows)
+    # Per image, flat: (d * spacing)**2 for d = -lines..lines lines across, and for d = 0..length-1
+    # along a line, then inf (no target on the line). A lookup gives SciPy's float64 values exactly.
+    across_squared: torch.Tensor
+    along_squared: torch.Tensor
     lines: int
     length: int
 
@@ -406,14 +415,19 @@ class _LineSearch:
         first = torch.full((n2,), lines, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amin")
         last = torch.full((n2,), -1, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amax")
         steps = spacing.flip(1) if transposed else spacing
-        return cls(keys=keys,
-                   image=image.to(index_dtype), line=line.to(index_dtype), position=position.to(index_dtype),
+        across = torch.arange(-lines, lines + 1, device=image.device, dtype=torch.float64) * steps[:, :1]
+        along = torch.arange(length + 1, device=image.device, dtype=torch.float64) * steps[:, 1:]
+        along[:, length] = math.inf
+        image, line, position = image.to(index_dtype), line.to(index_dtype), position.to(index_dtype)
+        return cls(keys=keys, image=image, line=line, position=position,
+                   origin=(image * lines + line) * (2 * length) + position,
                    first=first[image].to(index_dtype), last=last[image].to(index_dtype),
-                   step_across=steps[:, 0], step_along=steps[:, 1], lines=lines, length=length)
+                   step_across=steps[:, 0], across_squared=(across * across).flatten(),
+                   along_squared=(along * along).flatten(), lines=lines, length=length)
 
     def gap_squared(self, queries: torch.Tensor, line: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on one line each (inf if none)."""
-        return self._probe(queries, line)
+        return self._probe(queries, line - _gather(self.line, queries))
 
     def min_near(self, queries: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on the lines ``line + offsets`` (inf if none).
@@ -426,26 +440,28 @@ class _LineSearch:
         step = max(1, _BLOCK // len(offsets))
         for start in range(0, len(queries), step):
             q = queries[start:start + step]
-            lines = (self.line.take(q)[:, None] + offsets).clamp(self.first.take(q)[:, None], self.last.take(q)[:, None])
-            out[start:start + step] = self._probe(q[:, None], lines).amin(1)
+            line = _gather(self.line, q)
+            delta = offsets.clamp((_gather(self.first, q) - line)[:, None], (_gather(self.last, q) - line)[:, None])
+            out[start:start + step] = self._probe(q[:, None], delta).amin(1)
         return out
 
     def min_over_lines(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor) -> torch.Tensor:
         """Smallest squared distance from each query to a target on lines ``top..bottom`` (inf if none).
 
-        For a few lines per query (the first searches, one band): one ``[queries, lines]`` block,
-        padded to the most lines, which reads each query's values once; cut into pieces to bound
-        memory, in the queries' order, which keeps the binary searches local.
+        Each query's lines lie within the first and last lines of its targets, and hold at least one.
+        For a few lines per query (one band): one ``[queries, lines]`` block, as wide as the most
+        lines, where a query with fewer searches its last line again (which changes no minimum);
+        cut into pieces to bound memory, in the queries' order, which keeps the binary searches local.
         """
-        count = (bottom - top + 1).clamp_min(0)
-        width = max(1, int(count.max())) if len(count) else 1
+        width = int((bottom - top).max()) + 1 if len(queries) else 1
         out = torch.empty(len(queries), dtype=torch.float64, device=queries.device)
         step = max(1, _BLOCK // width)
+        offsets = torch.arange(width, device=top.device, dtype=top.dtype)
         for start in range(0, len(queries), step):
             part = slice(start, start + step)
-            lines = top[part, None] + torch.arange(width, device=top.device, dtype=top.dtype)
-            d2 = self._probe(queries[part, None], lines)
-            out[part] = d2.masked_fill(lines > bottom[part, None], math.inf).amin(1)
+            line = _gather(self.line, queries[part])
+            delta = ((top[part] - line)[:, None] + offsets).clamp_max((bottom[part] - line)[:, None])
+            out[part] = self._probe(queries[part, None], delta).amin(1)
         return out
 
     def min_over_bands(self, queries: torch.Tensor, top: torch.Tensor, bottom: torch.Tensor,
@@ -471,14 +487,14 @@ class _LineSearch:
             members = (classes == span).nonzero().flatten()
             for part in members.split(max(1, _BLOCK // span)):
                 q = queries[part]
-                n, line = self.image.take(q), self.line.take(q)
+                n, line = _gather(self.image, q)[:, None], _gather(self.line, q)[:, None]
                 band = first[part, None] + torch.arange(span, device=q.device, dtype=first.dtype)
-                gap = _gaps_along_lines(band_keys, n[:, None] * bands + band.clamp_max(bands - 1),
-                                        self.position.take(q)[:, None], self.length)
-                across = torch.maximum(band * _BAND - line[:, None], line[:, None] - band * _BAND - (_BAND - 1))
-                across = across.clamp_min(0).double() * self.step_across.take(n.long())[:, None]
-                along = gap.double() * self.step_along.take(n.long())[:, None]
-                bound = (across * across + along * along).masked_fill(gap >= self.length, math.inf)
+                probe = (n * bands + band.clamp_max(bands - 1)) * stride + _gather(self.position, q)[:, None]
+                gap = _gaps_along_lines(band_keys, probe)
+                # Clamped into the table: bands past a query's last (`span` is a power of 2) are dropped below.
+                across = torch.maximum(band * _BAND - line, line - band * _BAND - (_BAND - 1)).clamp(0, self.lines)
+                bound = (_gather(self.across_squared, n * (2 * self.lines + 1) + self.lines + across)
+                         + _gather(self.along_squared, n * (self.length + 1) + gap.clamp_max(self.length)))
                 open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
                 which, offset = open_.nonzero(as_tuple=True)
                 pairs.append((part[which], band[which, offset], bound[which, offset]))
@@ -499,16 +515,14 @@ class _LineSearch:
         best = search(best, first_round)
         return search(best, ~first_round & (bound < best[which]))
 
-    def _probe(self, queries: torch.Tensor, lines: torch.Tensor) -> torch.Tensor:
-        """Squared distance from each query to the nearest target on its line (inf if none); ``queries``
-        broadcasts against ``lines`` (``[Q, 1]`` against ``[Q, L]``: the queries' values are read once)."""
-        n = self.image.take(queries)
-        step_across, step_along = self.step_across.take(n.long()), self.step_along.take(n.long())
-        gap = _gaps_along_lines(self.keys, n * self.lines + lines.clamp(0, self.lines - 1), self.position.take(queries),
-                                self.length)
-        across = (lines - self.line.take(queries)).double() * step_across
-        along = gap.double() * step_along
-        return (across * across + along * along).masked_fill(gap >= self.length, math.inf)
+    def _probe(self, queries: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        """Squared distance from each query to the nearest target on the line ``delta`` lines from its
+        own (inf if none), a line within the first and last lines of its targets; ``queries`` broadcasts
+        against ``delta`` (``[Q, 1]`` against ``[Q, L]``: the queries' values are read once)."""
+        n = _gather(self.image, queries)
+        gap = _gaps_along_lines(self.keys, _gather(self.origin, queries) + delta * (2 * self.length))
+        return (_gather(self.across_squared, n * (2 * self.lines + 1) + self.lines + delta)
+                + _gather(self.along_squared, n * (self.length + 1) + gap.clamp_max(self.length)))
 
 
 @dataclass(frozen=True)
@@ -543,15 +557,15 @@ def _padded_rows(
     if by_weight:
         # DeepMind sorts (distance, length) pairs lexicographically.
         order = weights.view(torch.int64).sort(stable=True).indices
-    order = order.take(values.take(order).view(torch.int64).sort(stable=True).indices)
-    order = order.take(image.take(order).sort(stable=True).indices)
+    order = _gather(order, _gather(values, order).view(torch.int64).sort(stable=True).indices)
+    order = _gather(order, _gather(image, order).sort(stable=True).indices)
     # The list stays grouped by image, so each element's row and column are where it was.
     start = count.cumsum(0) - count
     position = torch.arange(len(image), device=image.device) - start[image]
     d = torch.full((n, length), math.inf, dtype=torch.float64, device=image.device)
     wt = torch.zeros((n, length), dtype=torch.float64, device=image.device)
-    d[image, position] = values.take(order)
-    wt[image, position] = weights.take(order)
+    d[image, position] = _gather(values, order)
+    wt[image, position] = _gather(weights, order)
     return d, wt, count
 
 

@@ -553,11 +553,11 @@ def _padded_rows(
     count = torch.bincount(image, minlength=n)
     # At least one (padding) column, so that per-row lookups work when every boundary is empty.
     length = max(1, int(count.max()) if n else 0)
-    order = torch.arange(len(image), device=image.device)
-    if by_weight:
-        # DeepMind sorts (distance, length) pairs lexicographically.
+    if by_weight:  # DeepMind sorts (distance, length) pairs lexicographically
         order = weights.view(torch.int64).sort(stable=True).indices
-    order = _gather(order, _gather(values, order).view(torch.int64).sort(stable=True).indices)
+        order = _gather(order, _gather(values, order).view(torch.int64).sort(stable=True).indices)
+    else:
+        order = values.view(torch.int64).sort(stable=True).indices
     order = _gather(order, _gather(image, order).sort(stable=True).indices)
     # The list stays grouped by image, so each element's row and column are where it was.
     start = count.cumsum(0) - count

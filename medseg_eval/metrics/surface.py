@@ -325,7 +325,7 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
     searched = 0
     for half in _FIRST_HALF_WIDTHS:
-        i, lo, hi = rows.line[pending], rows.first[pending], rows.last[pending]
+        i, lo, hi = (_gather(x, pending) for x in (rows.line, rows.first, rows.last))
         # The lines within `half` not searched before.
         offsets = torch.arange(-half, half + 1, device=device, dtype=i.dtype)
         offsets = offsets[offsets.abs() > searched] if searched else offsets
@@ -336,7 +336,7 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         nearest_below = torch.maximum(lo, i + half + 1)
         above = torch.where(nearest_above >= lo, i - nearest_above, _FAR)
         below = torch.where(nearest_below <= hi, nearest_below - i, _FAR)
-        unsearched = torch.minimum(above, below).double() * rows.step_across[image[pending]]
+        unsearched = torch.minimum(above, below).double() * _gather(rows.step_across, _gather(image, pending))
         d2[pending] = best
         open_ = best > unsearched * unsearched
         if not open_.any():
@@ -346,19 +346,19 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     if len(pending) * _COLUMNS_WORTH > len(image):  # sorting every element by column pays off
         searches.append(_LineSearch.build(image, row, col, spacing, shape, transposed=True))
         # The nearest target in the query's column is a real one (its row was searched).
-        best = torch.minimum(best, searches[1].gap_squared(pending, searches[1].line[pending]))
+        best = torch.minimum(best, searches[1].gap_squared(pending, _gather(searches[1].line, pending)))
     # Upper bounds from real targets: the nearest in the first and last rows (and columns) of targets.
     for search in searches:
-        for edge in (search.first[pending], search.last[pending]):
+        for edge in (_gather(search.first, pending), _gather(search.last, pending)):
             best = torch.minimum(best, search.gap_squared(pending, edge))
     # Lines farther than sqrt(best) cannot hold a closer target: search all the others, along
     # rows or along columns, whichever has fewer of them for the query.
     spans = []
     for search in searches:
-        line, step = search.line[pending], search.step_across[image[pending]]
+        line, step = _gather(search.line, pending), _gather(search.step_across, _gather(image, pending))
         reach = (best.sqrt() / step).ceil().clamp_max(search.lines).to(line.dtype)
-        spans.append((torch.maximum(line - reach, search.first[pending]),
-                      torch.minimum(line + reach, search.last[pending])))
+        spans.append((torch.maximum(line - reach, _gather(search.first, pending)),
+                      torch.minimum(line + reach, _gather(search.last, pending))))
     lines = [bottom - top for top, bottom in spans]
     fewest = (lines[-1] < lines[0]).long()  # 1 (columns) where searched and fewer; rows on a tie
     for k, (search, (top, bottom)) in enumerate(zip(searches, spans)):
@@ -421,7 +421,7 @@ class _LineSearch:
         image, line, position = image.to(index_dtype), line.to(index_dtype), position.to(index_dtype)
         return cls(keys=keys, image=image, line=line, position=position,
                    origin=(image * lines + line) * (2 * length) + position,
-                   first=first[image].to(index_dtype), last=last[image].to(index_dtype),
+                   first=_gather(first.to(index_dtype), image), last=_gather(last.to(index_dtype), image),
                    step_across=steps[:, 0], across_squared=(across * across).flatten(),
                    along_squared=(along * along).flatten(), lines=lines, length=length)
 
@@ -486,34 +486,36 @@ class _LineSearch:
         for span in classes.unique().tolist():
             members = (classes == span).nonzero().flatten()
             for part in members.split(max(1, _BLOCK // span)):
-                q = queries[part]
+                q = _gather(queries, part)
                 n, line = _gather(self.image, q)[:, None], _gather(self.line, q)[:, None]
-                band = first[part, None] + torch.arange(span, device=q.device, dtype=first.dtype)
+                start = _gather(first, part)[:, None]
+                band = start + torch.arange(span, device=q.device, dtype=first.dtype)
                 probe = (n * bands + band.clamp_max(bands - 1)) * stride + _gather(self.position, q)[:, None]
                 gap = _gaps_along_lines(band_keys, probe)
                 # Clamped into the table: bands past a query's last (`span` is a power of 2) are dropped below.
                 across = torch.maximum(band * _BAND - line, line - band * _BAND - (_BAND - 1)).clamp(0, self.lines)
                 bound = (_gather(self.across_squared, n * (2 * self.lines + 1) + self.lines + across)
                          + _gather(self.along_squared, n * (self.length + 1) + gap.clamp_max(self.length)))
-                open_ = (bound < best[part, None]) & (band - first[part, None] < count[part, None])
+                open_ = (bound < _gather(best, part)[:, None]) & (band - start < _gather(count, part)[:, None])
                 which, offset = open_.nonzero(as_tuple=True)
-                pairs.append((part[which], band[which, offset], bound[which, offset]))
+                at = which * span + offset
+                pairs.append((_gather(part, which), _gather(band.flatten(), at), _gather(bound.flatten(), at)))
         which, band, bound = (torch.cat(column) for column in zip(*pairs))
         # The band of lowest bound first: its lines mostly hold the nearest target, whose distance
         # then rules out most of the other bands.
         lowest = torch.full_like(best, math.inf).scatter_reduce(0, which, bound, "amin")
-        first_round = bound == lowest[which]
+        first_round = bound == _gather(lowest, which)
 
         def search(best: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
             w, b = which[chosen], band[chosen]
             if len(w) == 0:
                 return best
-            d2 = self.min_over_lines(queries[w], torch.maximum(top[w], b * _BAND),
-                                     torch.minimum(bottom[w], b * _BAND + (_BAND - 1)))
+            d2 = self.min_over_lines(_gather(queries, w), torch.maximum(_gather(top, w), b * _BAND),
+                                     torch.minimum(_gather(bottom, w), b * _BAND + (_BAND - 1)))
             return best.scatter_reduce(0, w, d2, "amin")
 
         best = search(best, first_round)
-        return search(best, ~first_round & (bound < best[which]))
+        return search(best, ~first_round & (bound < _gather(best, which)))
 
     def _probe(self, queries: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
         """Squared distance from each query to the nearest target on the line ``delta`` lines from its

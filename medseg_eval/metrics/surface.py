@@ -219,6 +219,8 @@ class Boundaries:
     row: torch.Tensor
     col: torch.Tensor
     weight: torch.Tensor  # per element, float64: its contour length (surfels) or 1 (edge pixels)
+    # Per element (surfels; None for edge pixels): the rank of its length among its image's 16, int16.
+    weight_rank: torch.Tensor | None
     on_partner: torch.Tensor  # per element: also an element of the partner image (distance 0)
     spacing: torch.Tensor  # per image, float64 [2N, 2]
     pairs: int
@@ -259,11 +261,15 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     if surfels:
         table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
         # Corner (i, j) of the frame's rows i, i+1 is flat bit at + image * per_row of the frame.
-        weight = table[image, neighbour_codes(bits, at + image * per_row)]
+        code = image * 16 + neighbour_codes(bits, at + image * per_row)
+        weight = _gather(table.flatten(), code)
+        # Lengths ordered within each image by a small integer key, which sorts several times faster.
+        weight_rank = _gather(table.argsort(dim=1, stable=True).argsort(dim=1).to(torch.int16).flatten(), code)
     else:
         weight = torch.ones(len(image), dtype=torch.float64, device=pred.device)
+        weight_rank = None
     shape = (h + 1, w + 1) if surfels else (h, w)
-    return Boundaries(image, row, col, weight, on_partner, spacing.repeat(2, 1), n, shape)
+    return Boundaries(image, row, col, weight, weight_rank, on_partner, spacing.repeat(2, 1), n, shape)
 
 
 def _gaps_along_lines(keys: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -544,23 +550,25 @@ class SurfaceDistances:
 
 
 def _padded_rows(
-    image: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, n: int, by_weight: bool
+    image: torch.Tensor, values: torch.Tensor, weights: torch.Tensor, n: int, weight_rank: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Scatter a flat list (grouped by image) into sorted, padded rows ``[n, L]``.
+    """Scatter a flat list (grouped by image) into sorted, padded rows ``[n, L]``: by value, and
+    values that tie by weight (``weight_rank`` orders each image's weights; None: no weight order).
 
-    The flat list is sorted by stable sorts of int64 keys, minor key first: non-negative doubles
-    order as their bits do, and torch sorts a flat int64 list by radix, several times faster on
-    the CPU than it sorts padded float rows.
+    The flat list is sorted by stable sorts of integer keys, minor key first: non-negative doubles
+    order as their bits do, and torch sorts a flat integer list by radix, several times faster on
+    the CPU than it sorts padded float rows (and 16-bit keys faster than 64-bit ones).
     """
     count = torch.bincount(image, minlength=n)
     # At least one (padding) column, so that per-row lookups work when every boundary is empty.
     length = max(1, int(count.max()) if n else 0)
-    if by_weight:  # DeepMind sorts (distance, length) pairs lexicographically
-        order = weights.view(torch.int64).sort(stable=True).indices
+    if weight_rank is not None:
+        order = weight_rank.sort(stable=True).indices
         order = _gather(order, _gather(values, order).view(torch.int64).sort(stable=True).indices)
     else:
         order = values.view(torch.int64).sort(stable=True).indices
-    order = _gather(order, _gather(image, order).sort(stable=True).indices)
+    image_key = image.to(torch.int16 if n <= 2**15 else torch.int64)
+    order = _gather(order, _gather(image_key, order).sort(stable=True).indices)
     # The list stays grouped by image, so each element's row and column are where it was.
     start = count.cumsum(0) - count
     position = torch.arange(len(image), device=image.device) - start[image]
@@ -605,11 +613,12 @@ def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
     d = sqrt_rn(partner_squared_distances(b))
     if spec.distance_dtype == "float32":
         d = d.float().double()
-    by_weight = spec.boundary == "surfels"
+    # DeepMind sorts (distance, length) pairs lexicographically.
+    rank = b.weight_rank if spec.boundary == "surfels" else None
     split = int(torch.searchsorted(b.image, n))  # elements are listed by image, predictions' first
     pred, target = slice(0, split), slice(split, None)
-    pd, pw, pc = _padded_rows(b.image[pred], d[pred], b.weight[pred], n, by_weight)
-    td, tw, tc = _padded_rows(b.image[target] - n, d[target], b.weight[target], n, by_weight)
+    pd, pw, pc = _padded_rows(b.image[pred], d[pred], b.weight[pred], n, None if rank is None else rank[pred])
+    td, tw, tc = _padded_rows(b.image[target] - n, d[target], b.weight[target], n, None if rank is None else rank[target])
     return SurfaceDistances(pd, pw, pc, td, tw, tc)
 
 

@@ -125,8 +125,6 @@ def compute(
     lesion_names = [m for m in metrics if m in LESION_METRICS]
     counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
     wanted = [m for m in metrics if m in DISTANCE_METRICS]
-    counted = (torch.full((batch,), height * width, device=pred_t.device) if roi_t is None
-               else pixel_counts(roi_t))
     # Whole images, in chunks of consecutive cases: every per-pixel pass runs on masks packed 8
     # pixels to a byte or costs one pass of bytes, so cropping cases to their foreground (and
     # grouping them by crop size) costs more in copies and calls than it saves, on CPU as on GPU.
@@ -142,7 +140,9 @@ def compute(
             for m in lesion_names:
                 out[m][cases] = ratios[m]
         if counted_metrics:
-            counts = confusion_counts(pred_masks, target_masks, counted[cases])
+            counted = (torch.full((len(pred_masks),), height * width, device=pred_t.device) if roi_t is None
+                       else pixel_counts(roi_t[cases]))
+            counts = confusion_counts(pred_masks, target_masks, counted)
             for m in counted_metrics:
                 out[m][cases] = overlap_metric(m, counts, empty) if m in OVERLAP_METRICS else getattr(counts, m)
         if wanted:

@@ -121,3 +121,24 @@ def test_percentiles_at_a_tie_between_distances_match_deepmind() -> None:
             assert ours == deepmind.compute_robust_hausdorff(sd, p), (case.kind, p)
         checked += len(percentiles)
     assert checked > 300
+
+
+def test_each_chunk_counts_its_own_cases_region_of_interest(monkeypatch) -> None:
+    monkeypatch.setattr(engine, "_CPU_PIXELS_PER_CHUNK", 20000)  # chunks of 6 cases of 48x64
+    cases = [c for c in random_cases(40, seed=5, shape=(48, 64)) if c.num_classes == 2][:20]
+    pred = np.stack([c.pred for c in cases])
+    target = np.stack([c.target for c in cases])
+    rng = np.random.default_rng(5)
+    roi = np.zeros(pred.shape, bool)
+    for r in roi:  # a different rectangle per case
+        top, left = rng.integers(0, 20), rng.integers(0, 30)
+        r[top:top + rng.integers(10, 28), left:left + rng.integers(10, 34)] = True
+    out = metrics.compute(pred, target, ["tn", "fp", "specificity", "hd95"], roi=roi)
+    tn = ((pred == 0) & (target == 0) & roi).sum((1, 2))
+    fp = ((pred == 1) & (target == 0) & roi).sum((1, 2))
+    np.testing.assert_array_equal(out["tn"][:, 0].numpy(), tn)
+    np.testing.assert_array_equal(out["fp"][:, 0].numpy(), fp)
+    for i in range(len(cases)):
+        single = metrics.compute(pred[i], target[i], ["specificity", "hd95"], roi=roi[i])
+        for name in ("specificity", "hd95"):
+            torch.testing.assert_close(out[name][i], single[name][0], rtol=0, atol=0, equal_nan=True)

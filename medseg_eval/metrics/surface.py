@@ -2,7 +2,8 @@
 
 Everything runs batched on ``[N, H, W]`` masks (N = cases x classes) with torch ops only, so the
 same code runs on CPU and CUDA. Boundary elements are found on masks packed 8 pixels to a byte
-(:func:`pack_rows`), by bitwise operations on whole rows, and listed by a scan of their bytes.
+(:func:`pack_rows`), by bitwise operations on whole rows, and listed by a scan of their int64 words,
+then of the bytes of the words that hold any.
 
 Distances are exact and separable (Saito & Toriwaki 1994; Meijster et al. 2000): for the set ``T``
 of boundary elements of one mask, let ``g(i', j)`` be the column distance from ``(i', j)`` to the
@@ -19,7 +20,8 @@ of 8 and reads the lines of a band only when no bound rules it out: the distance
 band plus the distance along to the nearest target in any of its lines is a lower bound for all
 its targets, so a far query reads the few bands near its nearest target, not every line within
 reach. Squared distances are formed exactly as SciPy's ``distance_transform_edt`` does
-(``(dy*sy)**2 + (dx*sx)**2`` in float64), and one square root is taken at the end.
+(``(dy*sy)**2 + (dx*sx)**2`` in float64, the two terms looked up in per-image tables), and one
+square root is taken at the end.
 """
 
 from __future__ import annotations

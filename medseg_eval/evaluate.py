@@ -64,8 +64,8 @@ def evaluate(
         Default: the dataset's test split (e.g. ``"test"``; ``"validation"`` for Kvasir-SEG).
     targets, spacing, num_classes
         Instead of ``dataset``: the ground truth in any form ``preds`` accepts, the pixel size
-        ``(sy, sx)`` (also as ``[1, 2]``; or a dict case id -> ``(sy, sx)``), and the number of
-        classes with background (default: the largest label found + 1).
+        ``(sy, sx)`` (also as ``[1, 2]``; or a dict case id -> ``(sy, sx)`` with exactly the targets' case
+        ids), and the number of classes with background (default: the largest label found + 1).
     metrics, convention, empty, percentile, tolerance, lesions
         As in :func:`medseg_eval.metrics.compute`. With a lesion metric among ``metrics`` the
         results also hold one row per ground-truth lesion (:attr:`Results.lesions`).

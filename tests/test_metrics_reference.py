@@ -79,20 +79,27 @@ def test_other_percentiles_match_reference_library(convention: str, percentile: 
         assert_agree(ours[name], ref[name], labels, f"{convention} {name} at p={percentile}, tol=1.3")
 
 
-@pytest.mark.parametrize("pixels_per_chunk", [None, 20000])
-def test_batched_call_equals_case_by_case(pixels_per_chunk: int | None, monkeypatch) -> None:
-    if pixels_per_chunk is not None:  # chunks of two cases
-        monkeypatch.setattr(engine, "_CPU_PIXELS_PER_CHUNK", pixels_per_chunk)
+# Pixels per chunk and per block of the pixel passes; a case of 48x64 with 3 classes is 9216 pixels.
+CHUNKINGS = {"defaults": (None, None), "chunks of 2 cases": (20000, None), "blocks of 2 cases": (None, 20000),
+             "chunks of 6 cases in blocks of 2": (60000, 20000)}
+
+
+@pytest.mark.parametrize("chunking", list(CHUNKINGS))
+def test_batched_call_equals_case_by_case(chunking: str, monkeypatch) -> None:
+    for name, pixels in zip(("_CPU_PIXELS_PER_CHUNK", "_CPU_PIXELS_PER_BLOCK"), CHUNKINGS[chunking]):
+        if pixels is not None:
+            monkeypatch.setattr(engine, name, pixels)
     cases = random_cases(40, seed=11, shape=(48, 64))
     pred = torch.from_numpy(np.stack([c.pred for c in cases]))
     target = torch.from_numpy(np.stack([c.target for c in cases]))
     spacing = torch.rand(len(cases), 2, dtype=torch.float64) + 0.5
     for convention in ("surface-distance", "monai", "medpy"):
-        batched = metrics.compute(pred, target, DISTANCES, num_classes=4, spacing=spacing, convention=convention)
+        names = [*DISTANCES, "dice", "fp"]
+        batched = metrics.compute(pred, target, names, num_classes=4, spacing=spacing, convention=convention)
         for i in range(len(cases)):
-            single = metrics.compute(pred[i], target[i], DISTANCES, num_classes=4, spacing=spacing[i],
+            single = metrics.compute(pred[i], target[i], names, num_classes=4, spacing=spacing[i],
                                      convention=convention)
-            for name in DISTANCES:
+            for name in names:
                 torch.testing.assert_close(batched[name][i], single[name][0], rtol=0, atol=0, equal_nan=True)
 
 
@@ -123,8 +130,9 @@ def test_percentiles_at_a_tie_between_distances_match_deepmind() -> None:
     assert checked > 300
 
 
-def test_each_chunk_counts_its_own_cases_region_of_interest(monkeypatch) -> None:
-    monkeypatch.setattr(engine, "_CPU_PIXELS_PER_CHUNK", 20000)  # chunks of 6 cases of 48x64
+@pytest.mark.parametrize("setting", ["_CPU_PIXELS_PER_CHUNK", "_CPU_PIXELS_PER_BLOCK"])
+def test_each_chunk_counts_its_own_cases_region_of_interest(setting: str, monkeypatch) -> None:
+    monkeypatch.setattr(engine, setting, 20000)  # chunks (or blocks) of 6 cases of 48x64
     cases = [c for c in random_cases(40, seed=5, shape=(48, 64)) if c.num_classes == 2][:20]
     pred = np.stack([c.pred for c in cases])
     target = np.stack([c.target for c in cases])

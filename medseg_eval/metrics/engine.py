@@ -27,8 +27,16 @@ from .conventions import (
     EmptyPolicy,
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
-from .overlap import class_masks, confusion_counts, overlap_metric, pixel_counts
-from .surface import apply_empty_policy, boundaries, distance_metric, distances_between, sqrt_rn
+from .overlap import ConfusionCounts, class_masks, confusion_counts, overlap_metric, pixel_counts
+from .surface import (
+    apply_empty_policy,
+    distance_metric,
+    distances_between,
+    empty_frame,
+    frame_boundaries,
+    frame_pairs,
+    sqrt_rn,
+)
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
@@ -36,6 +44,8 @@ DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", 
 # Pixels (cases x classes x height x width) handled in one pass; bounds memory.
 _CPU_PIXELS_PER_CHUNK = 1 << 24
 _GPU_PIXELS_PER_CHUNK = 1 << 27
+# On the CPU the passes over pixels take a chunk's cases a block at a time, whose bytes stay in the cache.
+_CPU_PIXELS_PER_BLOCK = 1 << 22
 
 
 def compute(
@@ -129,27 +139,26 @@ def compute(
     # pixels to a byte or costs one pass of bytes, so cropping cases to their foreground (and
     # grouping them by crop size) costs more in copies and calls than it saves, on CPU as on GPU.
     # The boundary elements of a chunk's cases share one distance search.
-    pixels = _CPU_PIXELS_PER_CHUNK if pred_t.device.type == "cpu" else _GPU_PIXELS_PER_CHUNK
-    per_chunk = max(1, pixels // (height * width * k))
+    cpu = pred_t.device.type == "cpu"
+    per_chunk = max(1, (_CPU_PIXELS_PER_CHUNK if cpu else _GPU_PIXELS_PER_CHUNK) // (height * width * k))
+    per_block = max(1, _CPU_PIXELS_PER_BLOCK // (height * width * k)) if cpu else per_chunk
     for start in range(0, batch, per_chunk):
         cases = slice(start, start + per_chunk)
-        pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases],
-                                               None if roi_t is None else roi_t[cases], num_classes)
+        roi_chunk = None if roi_t is None else roi_t[cases]
         if lesion_names:
+            pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases], roi_chunk, num_classes)
             ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
             for m in lesion_names:
                 out[m][cases] = ratios[m]
+        counts, bits = _pixel_passes(pred_t[cases], target_t[cases], roi_chunk, num_classes, per_block,
+                                     count=bool(counted_metrics), pack=bool(wanted))
         if counted_metrics:
-            counted = (torch.full((len(pred_masks),), height * width, device=pred_t.device) if roi_t is None
-                       else pixel_counts(roi_t[cases]))
-            counts = confusion_counts(pred_masks, target_masks, counted)
             for m in counted_metrics:
                 out[m][cases] = overlap_metric(m, counts, empty) if m in OVERLAP_METRICS else getattr(counts, m)
         if wanted:
             # Cases x classes become image pairs, pair = case * k + class.
             per_pair = spacing_t[cases].repeat_interleave(k, 0)
-            sd = distances_between(boundaries(pred_masks.flatten(0, 1), target_masks.flatten(0, 1), per_pair,
-                                              convention), convention)
+            sd = distances_between(frame_boundaries(bits, (height, width), per_pair, convention), convention)
             # Not torch.hypot, whose vectorized CPU kernel rounds some elements of a batch differently.
             diagonal = sqrt_rn((height * per_pair[:, 0]) ** 2 + (width * per_pair[:, 1]) ** 2)
             for m in wanted:
@@ -157,3 +166,27 @@ def compute(
                 out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)
     return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
 
+
+def _pixel_passes(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None, num_classes: int,
+                  per_block: int, *, count: bool, pack: bool) -> tuple[ConfusionCounts | None, torch.Tensor | None]:
+    """The passes over the pixels of a chunk of cases: its confusion counts and its masks packed in a
+    frame (:func:`~medseg_eval.metrics.surface.empty_frame`; pair = case * K + class), as asked.
+
+    Both run on ``per_block`` cases at a time: the class masks, the counts and the packing then read
+    bytes the previous pass left in the cache, rather than the whole chunk's from memory each time.
+    """
+    batch, height, width = pred.shape
+    k = num_classes - 1
+    bits = empty_frame(batch * k, height, width, pred.device) if pack else None
+    counts = []
+    for start in range(0, batch, per_block):
+        block = slice(start, start + per_block)
+        pred_masks, target_masks = class_masks(pred[block], target[block], None if roi is None else roi[block],
+                                               num_classes)
+        if count:
+            counted = (torch.full((len(pred_masks),), height * width, device=pred.device) if roi is None
+                       else pixel_counts(roi[block]))
+            counts.append(confusion_counts(pred_masks, target_masks, counted))
+        if pack:
+            frame_pairs(bits, start * k, pred_masks.flatten(0, 1), target_masks.flatten(0, 1))
+    return (ConfusionCounts.cat(counts) if count else None), bits

@@ -25,6 +25,11 @@ class ConfusionCounts:
     fn: torch.Tensor
     tn: torch.Tensor
 
+    @classmethod
+    def cat(cls, parts: list[ConfusionCounts]) -> ConfusionCounts:
+        """The counts of consecutive blocks of cases, in one."""
+        return cls(*(torch.cat(column) for column in zip(*((c.tp, c.fp, c.fn, c.tn) for c in parts))))
+
 
 def class_masks(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None,
                 num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -83,13 +83,23 @@ def framed_bits(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     >>> framed_bits(m, ~m)[:, :, 1].tolist()  # columns 8-15 of each row: the pixels
     [[0, 7, 0], [0, 0, 0]]
     """
-    n = len(pred)
-    packed_pred, packed_target = pack_rows(pred), pack_rows(target)
-    _, h, w = packed_pred.shape
-    bits = packed_pred.new_zeros(2 * n, h + 2, w + 2)
-    bits[:n, 1:-1, 1:-1] = packed_pred
-    bits[n:, 1:-1, 1:-1] = packed_target
+    bits = empty_frame(len(pred), pred.shape[1], pred.shape[2], pred.device)
+    frame_pairs(bits, 0, pred, target)
     return bits
+
+
+def empty_frame(pairs: int, height: int, width: int, device: torch.device) -> torch.Tensor:
+    """The frame of :func:`framed_bits` for ``pairs`` mask pairs of ``height x width``, all zeros."""
+    return torch.zeros(2 * pairs, height + 2, -(-width // 8) + 2, dtype=torch.uint8, device=device)
+
+
+def frame_pairs(bits: torch.Tensor, start: int, pred: torch.Tensor, target: torch.Tensor) -> None:
+    """Pack the mask pairs ``start, start + 1, ...`` (bool ``[n, H, W]`` each) into their places in a
+    frame of :func:`empty_frame`. Filling a frame a few pairs at a time keeps each
+    pair's bytes in the cache between the passes that read them (the counts, then the packing)."""
+    pairs, stop = len(bits) // 2, start + len(pred)
+    bits[start:stop, 1:-1, 1:-1] = pack_rows(pred)
+    bits[pairs + start:pairs + stop, 1:-1, 1:-1] = pack_rows(target)
 
 
 def _next_column(bits: torch.Tensor) -> torch.Tensor:
@@ -249,9 +259,13 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     >>> b.image.tolist(), bool(b.on_partner.all())
     ([0, 0, 0, 0, 1, 1, 1, 1], True)
     """
-    n, h, w = pred.shape
+    return frame_boundaries(framed_bits(pred, target), pred.shape[1:], spacing, convention)
+
+
+def frame_boundaries(bits: torch.Tensor, shape: tuple[int, int], spacing: torch.Tensor, convention: str) -> Boundaries:
+    """:func:`boundaries` of the mask pairs packed in ``bits`` (:func:`framed_bits`), of ``shape`` ``(H, W)``."""
+    n, (h, w) = len(bits) // 2, shape
     surfels = CONVENTION_SPECS[convention].boundary == "surfels"
-    bits = framed_bits(pred, target)
     elements = corner_elements(bits) if surfels else edge_pixels(bits)
     per_row = 8 * bits.shape[2]
     per_image = elements.shape[1] * per_row
@@ -261,14 +275,14 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
     col = at % per_row - (7 if surfels else 8)  # where the frame puts corner (i, j) and pixel (i, j)
     on_partner = _bits_at(elements, at + torch.where(image < n, n, -n) * per_image).bool()
     if surfels:
-        table = contour_length_table(spacing).to(pred.device).repeat(2, 1)
+        table = contour_length_table(spacing).to(bits.device).repeat(2, 1)
         # Corner (i, j) of the frame's rows i, i+1 is flat bit at + image * per_row of the frame.
         code = image * 16 + neighbour_codes(bits, at + image * per_row)
         weight = _gather(table.flatten(), code)
         # Lengths ordered within each image by a small integer key, which sorts several times faster.
         weight_rank = _gather(table.argsort(dim=1, stable=True).argsort(dim=1).to(torch.int16).flatten(), code)
     else:
-        weight = torch.ones(len(image), dtype=torch.float64, device=pred.device)
+        weight = torch.ones(len(image), dtype=torch.float64, device=bits.device)
         weight_rank = None
     shape = (h + 1, w + 1) if surfels else (h, w)
     return Boundaries(image, row, col, weight, weight_rank, on_partner, spacing.repeat(2, 1), n, shape)

@@ -399,7 +399,8 @@ class _LineSearch:
     """
 
     keys: torch.Tensor  # targets as (image * lines + line) * 2 * length + position, ascending, between sentinels
-    image: torch.Tensor  # per element (in the row-major order of the elements): its image, line and position
+    image: torch.Tensor  # per element (in the row-major order of the elements): its image, partner, line, position
+    partner: torch.Tensor
     line: torch.Tensor
     position: torch.Tensor
     origin: torch.Tensor  # per element: its own key, (image * lines + line) * 2 * length + position
@@ -441,7 +442,7 @@ class _LineSearch:
         along = torch.arange(length + 1, device=image.device, dtype=torch.float64) * steps[:, 1:]
         along[:, length] = math.inf
         image, line, position = image.to(index_dtype), line.to(index_dtype), position.to(index_dtype)
-        return cls(keys=keys, image=image, line=line, position=position,
+        return cls(keys=keys, image=image, partner=partner.to(index_dtype), line=line, position=position,
                    origin=(image * lines + line) * (2 * length) + position,
                    first=_gather(first.to(index_dtype), image), last=_gather(last.to(index_dtype), image),
                    step_across=steps[:, 0], across_squared=(across * across).flatten(),
@@ -497,10 +498,11 @@ class _LineSearch:
         bound has been searched.
         """
         bands = -(-self.lines // _BAND)
-        # The targets listed by band: (image * bands + line // _BAND) * 2 * length + position, ascending.
+        # The targets listed by band: (image * bands + line // _BAND) * 2 * length + position, ascending
+        # (every element is a target, listed under its partner); _BAND is a power of 2.
         stride = 2 * self.length
-        unit, position = self.keys[1:-1] // stride, self.keys[1:-1] % stride
-        band_keys = ((unit // self.lines * bands + unit % self.lines // _BAND) * stride + position).sort().values
+        band_keys = ((self.partner * bands + (self.line >> _BAND.bit_length() - 1)) * stride
+                     + self.position).sort().values
         band_keys = _with_sentinels(band_keys, len(self.step_across) * bands, self.length)
         first, count = top // _BAND, (bottom // _BAND - top // _BAND + 1).clamp_min(0).long()
         pairs = []

@@ -150,3 +150,18 @@ def test_each_chunk_counts_its_own_cases_region_of_interest(setting: str, monkey
         single = metrics.compute(pred[i], target[i], ["specificity", "hd95"], roi=roi[i])
         for name in ("specificity", "hd95"):
             torch.testing.assert_close(out[name][i], single[name][0], rtol=0, atol=0, equal_nan=True)
+
+
+def test_row_sums_are_numpys_pairwise_sums_bit_for_bit() -> None:
+    # Values spread over many orders of magnitude: a sum taken in another order differs in the last bits.
+    from medseg_eval.metrics.surface import _numpy_row_sums
+
+    rng = np.random.default_rng(7)
+    for _ in range(60):
+        rows, length = int(rng.integers(1, 30)), int(rng.integers(1, 3000))
+        w = np.exp(rng.normal(0, 8, (rows, length)))
+        count = rng.integers(0, length + 1, rows)
+        count[0] = length
+        got = _numpy_row_sums(torch.from_numpy(w), torch.from_numpy(count)).numpy()
+        want = np.array([np.sum(w[i, :c]) for i, c in enumerate(count)])
+        np.testing.assert_array_equal(got, want)

@@ -654,11 +654,11 @@ def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, 
 
     The shares are ``cumsum / numpy.sum``, with NumPy's summation order: a share that should equal
     ``q`` exactly can land one ulp either side of it, which picks the neighbouring distance. For
-    the same reason the cumulative sums are NumPy's sequential ones, taken on the CPU: a GPU's
-    parallel scan rounds differently.
+    the same reason the cumulative sums are NumPy's sequential ones, and both sums are taken on the
+    CPU, whose cumulative sums add in order: a GPU's parallel scan rounds differently.
     """
-    cum = w.cumsum(1) if w.device.type == "cpu" else w.cpu().cumsum(1).to(w.device)
-    share = cum / _nonzero(_numpy_row_sums(w, count))[:, None]
+    w_cpu = w.cpu()
+    share = (w_cpu.cumsum(1) / _nonzero(_numpy_row_sums(w_cpu, count.cpu()))[:, None]).to(w.device)
     query = torch.full((len(d), 1), q, dtype=torch.float64, device=d.device)
     index = torch.searchsorted(share, query).squeeze(1)
     index = torch.minimum(index, (count - 1).clamp_min(0))
@@ -676,7 +676,7 @@ def _numpy_row_sums(w: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
     summed by 8 interleaved accumulators combined as a tree, then its last ``n % 8`` values one by
     one (a run under 8 values: one by one from 0). The split tree of every row is laid out over
     ``2**depth`` slots, the leaves summed together, and the sums added back up the tree. Adding
-    the padding's zeros changes no sum.
+    the padding's zeros changes no sum. ``w`` must be on the CPU, whose cumulative sums add in order.
 
     Examples
     --------
@@ -707,14 +707,14 @@ def _numpy_row_sums(w: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         index = torch.where(positions < stop[..., None], index, zero_column)
         return padded.gather(1, index.flatten(1)).view(*index.shape)
 
-    acc = values(main, offset).unflatten(-1, (-1, 8))  # [rows, slots, 16, 8]
-    r = acc[..., 0, :]
-    for g in range(1, acc.shape[-2]):
-        r = r + acc[..., g, :]
-    leaf = ((r[..., 0] + r[..., 1]) + (r[..., 2] + r[..., 3])) + ((r[..., 4] + r[..., 5]) + (r[..., 6] + r[..., 7]))
+    # The 8 accumulators add their 16 values in turn (a cumulative sum on the CPU adds in order), and
+    # are combined as a tree; then the run's last values are added one by one.
+    r = values(main, offset).unflatten(-1, (-1, 8)).cumsum(-2)[..., -1, :]  # [rows, slots, 8]
+    r = r[..., 0::2] + r[..., 1::2]
+    r = r[..., 0::2] + r[..., 1::2]
+    leaf = r[..., 0] + r[..., 1]
     rest = values(length, main[..., None] + torch.arange(7, device=w.device))
-    for t in range(7):
-        leaf = leaf + rest[..., t]
+    leaf = torch.cat([leaf[..., None], rest], -1).cumsum(-1)[..., -1]
     for split in reversed(splits):
         pair = leaf.unflatten(1, (-1, 2))
         leaf = torch.where(split, pair[..., 0] + pair[..., 1], pair[..., 0])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from medseg_eval.metrics import surface
 from medseg_eval.metrics.surface import Boundaries, boundaries, partner_squared_distances
 
 
@@ -36,7 +37,11 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(4))
-def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int) -> None:
+@pytest.mark.parametrize("block", [None, 64])
+def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None,
+                                                        monkeypatch) -> None:
+    if block is not None:  # the searches' work in many small pieces (groups of queries, of (query, band) pairs)
+        monkeypatch.setattr(surface, "_BLOCK", block)
     rng = np.random.default_rng(seed)
     far = unreachable = False
     for shape in [(150, 220), (300, 90), (41, 260)]:  # wide, tall and flat: rows or columns searched

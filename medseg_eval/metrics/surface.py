@@ -26,6 +26,7 @@ square root is taken at the end.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -505,25 +506,27 @@ class _LineSearch:
                      + self.position).sort().values
         band_keys = _with_sentinels(band_keys, len(self.step_across) * bands, self.length)
         first, count = top // _BAND, (bottom // _BAND - top // _BAND + 1).clamp_min(0).long()
+        ends = count.cumsum(0)
+        total = int(ends[-1]) if len(ends) else 0
+        # Every (query, band) pair, listed flat, in groups of queries with about _BLOCK pairs (memory cap).
+        cuts = torch.searchsorted(ends, torch.arange(1, total // _BLOCK + 1, device=ends.device) * _BLOCK, right=True)
         pairs = []
-        classes = torch.exp2(torch.log2(count.clamp_min(1).double()).ceil()).long()
-        for span in classes.unique().tolist():
-            members = (classes == span).nonzero().flatten()
-            for part in members.split(max(1, _BLOCK // span)):
-                q = _gather(queries, part)
-                n, line = _gather(self.image, q)[:, None], _gather(self.line, q)[:, None]
-                start = _gather(first, part)[:, None]
-                band = start + torch.arange(span, device=q.device, dtype=first.dtype)
-                probe = (n * bands + band.clamp_max(bands - 1)) * stride + _gather(self.position, q)[:, None]
-                gap = _gaps_along_lines(band_keys, probe)
-                # Clamped into the table: bands past a query's last (`span` is a power of 2) are dropped below.
-                across = torch.maximum(band * _BAND - line, line - band * _BAND - (_BAND - 1)).clamp(0, self.lines)
-                bound = (_gather(self.across_squared, n * (2 * self.lines + 1) + self.lines + across)
-                         + _gather(self.along_squared, n * (self.length + 1) + gap.clamp_max(self.length)))
-                open_ = (bound < _gather(best, part)[:, None]) & (band - start < _gather(count, part)[:, None])
-                which, offset = open_.nonzero(as_tuple=True)
-                at = which * span + offset
-                pairs.append((_gather(part, which), _gather(band.flatten(), at), _gather(bound.flatten(), at)))
+        for a, b in itertools.pairwise([0, *cuts.tolist(), len(queries)]):
+            base = int(ends[a - 1]) if a else 0
+            size = int(ends[b - 1]) - base if b > a else 0
+            if size == 0:
+                continue
+            which = torch.repeat_interleave(torch.arange(a, b, device=ends.device), count[a:b], output_size=size)
+            band = (_gather(first, which) + (torch.arange(size, device=ends.device) + base
+                                              - _gather(ends - count, which)).to(first.dtype))
+            q = _gather(queries, which)
+            n, line = _gather(self.image, q), _gather(self.line, q)
+            gap = _gaps_along_lines(band_keys, (n * bands + band) * stride + _gather(self.position, q))
+            across = torch.maximum(band * _BAND - line, line - band * _BAND - (_BAND - 1)).clamp_min(0)
+            bound = (_gather(self.across_squared, n * (2 * self.lines + 1) + self.lines + across)
+                     + _gather(self.along_squared, n * (self.length + 1) + gap.clamp_max(self.length)))
+            keep = (bound < _gather(best, which)).nonzero().squeeze(1)
+            pairs.append((_gather(which, keep), _gather(band, keep), _gather(bound, keep)))
         which, band, bound = (torch.cat(column) for column in zip(*pairs))
         # The band of lowest bound first: its lines mostly hold the nearest target, whose distance
         # then rules out most of the other bands.
@@ -782,15 +785,8 @@ def distance_metric(
     def total(x: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
         return _last_in_row(x.cumsum(1), count)
 
-    # Padding carries weight 0; zero its inf distances so that the products stay finite.
-    p_sum = total(pd.masked_fill(pw == 0, 0.0) * pw, pc)
-    t_sum = total(td.masked_fill(tw == 0, 0.0) * tw, tc)
-    p_total, t_total = total(pw, pc), total(tw, tc)
     # Rows with an empty boundary divide by 1 here; the empty-mask policy replaces them.
-    if name == "assd":
-        return (p_sum + t_sum) / _nonzero(p_total + t_total)
-    if name == "masd":
-        return 0.5 * (p_sum / _nonzero(p_total) + t_sum / _nonzero(t_total))
+    p_total, t_total = total(pw, pc), total(tw, tc)
     if name == "nsd":
         if spec.boundary == "edge-pixels":
             # MONAI's NSD (MedPy has none, so its convention takes MONAI's): float32 distances
@@ -798,6 +794,13 @@ def distance_metric(
             pd, td, tolerance = pd.float(), td.float(), float(np.float32(tolerance))
         within = total((pd <= tolerance) * pw, pc) + total((td <= tolerance) * tw, tc)
         return within / _nonzero(p_total + t_total)
+    # Padding carries weight 0; zero its inf distances so that the products stay finite.
+    p_sum = total(pd.masked_fill(pw == 0, 0.0) * pw, pc)
+    t_sum = total(td.masked_fill(tw == 0, 0.0) * tw, tc)
+    if name == "assd":
+        return (p_sum + t_sum) / _nonzero(p_total + t_total)
+    if name == "masd":
+        return 0.5 * (p_sum / _nonzero(p_total) + t_sum / _nonzero(t_total))
     raise KeyError(name)
 
 

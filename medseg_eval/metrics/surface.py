@@ -590,13 +590,15 @@ def _padded_rows(
         order = values.view(torch.int64).sort(stable=True).indices
     image_key = image.to(torch.int16 if n <= 2**15 else torch.int64)
     order = _gather(order, _gather(image_key, order).sort(stable=True).indices)
-    # The list stays grouped by image, so each element's row and column are where it was.
-    start = count.cumsum(0) - count
-    position = torch.arange(len(image), device=image.device) - start[image]
+    # The list stays grouped by image: element i goes to its image's row, at i minus the image's first
+    # index (as one flat index into the padded rows).
+    first = count.cumsum(0) - count
+    at = torch.arange(len(image), device=image.device) + _gather(torch.arange(n, device=image.device) * length - first,
+                                                                 image)
     d = torch.full((n, length), math.inf, dtype=torch.float64, device=image.device)
     wt = torch.zeros((n, length), dtype=torch.float64, device=image.device)
-    d[image, position] = _gather(values, order)
-    wt[image, position] = _gather(weights, order)
+    d.view(-1).index_copy_(0, at, _gather(values, order))
+    wt.view(-1).index_copy_(0, at, _gather(weights, order))
     return d, wt, count
 
 

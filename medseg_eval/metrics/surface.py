@@ -436,8 +436,12 @@ class _LineSearch:
             split = int(torch.searchsorted(image, n))
             keys = torch.cat([keys[split:], keys[:split]])
         keys = _with_sentinels(keys, n2 * lines, length)
-        first = torch.full((n2,), lines, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amin")
-        last = torch.full((n2,), -1, dtype=line.dtype, device=image.device).scatter_reduce(0, partner, line, "amax")
+        # Each image's targets are one run of the sorted keys: its first and last keys give the first and
+        # last lines holding targets (none: lines and -1).
+        count = torch.bincount(partner, minlength=n2)
+        end = count.cumsum(0)  # the run's last key, after the sentinel
+        ends = torch.stack([_gather(keys, end - count + 1), _gather(keys, end)]) // (2 * length) % lines
+        first, last = torch.where(count > 0, ends, torch.tensor([[lines], [-1]], device=image.device))
         steps = spacing.flip(1) if transposed else spacing
         across = torch.arange(-lines, lines + 1, device=image.device, dtype=torch.float64) * steps[:, :1]
         along = torch.arange(length + 1, device=image.device, dtype=torch.float64) * steps[:, 1:]

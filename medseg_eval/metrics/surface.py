@@ -90,14 +90,28 @@ def framed_bits(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def empty_frame(pairs: int, height: int, width: int, device: torch.device) -> torch.Tensor:
-    """The frame of :func:`framed_bits` for ``pairs`` mask pairs of ``height x width``, all zeros."""
+    """The frame of :func:`framed_bits` for ``pairs`` mask pairs of ``height x width``, all zeros.
+
+    Examples
+    --------
+    >>> empty_frame(2, 5, 12, torch.device("cpu")).shape  # 4 images, rows framed, 2 bytes framed
+    torch.Size([4, 7, 4])
+    """
     return torch.zeros(2 * pairs, height + 2, -(-width // 8) + 2, dtype=torch.uint8, device=device)
 
 
 def frame_pairs(bits: torch.Tensor, start: int, pred: torch.Tensor, target: torch.Tensor) -> None:
     """Pack the mask pairs ``start, start + 1, ...`` (bool ``[n, H, W]`` each) into their places in a
-    frame of :func:`empty_frame`. Filling a frame a few pairs at a time keeps each
-    pair's bytes in the cache between the passes that read them (the counts, then the packing)."""
+    frame of :func:`empty_frame`. Filling a frame a few pairs at a time keeps each pair's bytes in
+    the cache between the passes that read them (the counts, then the packing).
+
+    Examples
+    --------
+    >>> bits = empty_frame(2, 1, 3, torch.device("cpu"))
+    >>> frame_pairs(bits, 1, torch.ones(1, 1, 3, dtype=torch.bool), torch.zeros(1, 1, 3, dtype=torch.bool))
+    >>> bits[:, 1, 1].tolist()  # pair 1's prediction is image 1, its ground truth image 3
+    [0, 7, 0, 0]
+    """
     pairs, stop = len(bits) // 2, start + len(pred)
     bits[start:stop, 1:-1, 1:-1] = pack_rows(pred)
     bits[pairs + start:pairs + stop, 1:-1, 1:-1] = pack_rows(target)
@@ -264,7 +278,15 @@ def boundaries(pred: torch.Tensor, target: torch.Tensor, spacing: torch.Tensor, 
 
 
 def frame_boundaries(bits: torch.Tensor, shape: tuple[int, int], spacing: torch.Tensor, convention: str) -> Boundaries:
-    """:func:`boundaries` of the mask pairs packed in ``bits`` (:func:`framed_bits`), of ``shape`` ``(H, W)``."""
+    """:func:`boundaries` of the mask pairs packed in ``bits`` (:func:`framed_bits`), of ``shape`` ``(H, W)``.
+
+    Examples
+    --------
+    >>> p = torch.zeros(1, 4, 4, dtype=torch.bool); p[0, 1:3, 1:3] = True
+    >>> b = frame_boundaries(framed_bits(p, p), (4, 4), torch.ones(1, 2, dtype=torch.float64), "surface-distance")
+    >>> len(b.image), b.shape  # the 8 corners around the square, in each image; the corner lattice
+    (16, (5, 5))
+    """
     n, (h, w) = len(bits) // 2, shape
     surfels = CONVENTION_SPECS[convention].boundary == "surfels"
     elements = corner_elements(bits) if surfels else edge_pixels(bits)

@@ -13,7 +13,7 @@ needed, by a binary search in the sorted list of ``T``'s elements, and only rows
 of ``T`` are searched. The rows within 1, then 4, of ``i`` settle most queries: their best value is
 exact once no other row of ``T`` can be closer. Every other query gets an upper bound from real
 elements (the best so far, the nearest element of ``T`` in ``T``'s first and last rows and, when many
-queries are left, in its own column and ``T``'s first and last columns), and one search over the
+queries are still far, in its own column and ``T``'s first and last columns), and one search over the
 lines within that bound settles it: along rows, or along columns (the same search on the transposed
 images) where fewer columns than rows lie within the bound. That search takes the lines in bands
 of 8 and reads the lines of a band only when no bound rules it out: the distance across to the
@@ -41,8 +41,10 @@ _BLOCK = 1 << 20
 _FIRST_HALF_WIDTHS = (1, 4)
 # Lines per band of the last search, whose bands are tested before their lines are searched.
 _BAND = 8
-# Columns are searched too once more than one element in this many is still open after the first searches.
-_COLUMNS_WORTH = 16
+# Columns are searched too once more than one element in this many is still open after the first
+# searches with a bound reaching beyond this many rows.
+_COLUMNS_WORTH = 8
+_FAR_ROWS = 16
 # Marks "no target row left unsearched": farther than any image.
 _FAR = 1 << 24
 
@@ -388,7 +390,10 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
             return d2
         pending, best = pending[open_], best[open_]
     searches = [rows]
-    if len(pending) * _COLUMNS_WORTH > len(image):  # sorting every element by column pays off
+    # Sorting every element by column pays off where many queries are far: those that are not settle in
+    # a few bands of rows whichever way their nearest target lies.
+    far = best > (_FAR_ROWS * _gather(rows.step_across, _gather(image, pending))) ** 2
+    if int(far.sum()) * _COLUMNS_WORTH > len(image):
         searches.append(_LineSearch.build(image, row, col, spacing, shape, transposed=True))
         # The nearest target in the query's column is a real one (its row was searched).
         best = torch.minimum(best, searches[1].gap_squared(pending, _gather(searches[1].line, pending)))

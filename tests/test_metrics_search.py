@@ -12,8 +12,8 @@ from medseg_eval.metrics.surface import Boundaries, boundaries, partner_squared_
 
 def _brute_force(b: Boundaries) -> np.ndarray:
     """Squared distance from each element to the nearest element of its partner, formed as SciPy does."""
-    image, row, col = (t.numpy() for t in (b.image, b.row, b.col))
-    spacing = b.spacing.numpy()
+    image, row, col = (t.cpu().numpy() for t in (b.image, b.row, b.col))
+    spacing = b.spacing.cpu().numpy()
     out = np.full(len(image), np.inf)
     for i in range(2 * b.pairs):
         partner = i + b.pairs if i < b.pairs else i - b.pairs
@@ -38,7 +38,9 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("block", [None, 64])
-def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None,
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))])
+def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, device: str,
                                                         monkeypatch) -> None:
     if block is not None:  # the searches' work in many small pieces (groups of queries, of (query, band) pairs)
         monkeypatch.setattr(surface, "_BLOCK", block)
@@ -49,8 +51,8 @@ def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: i
         pred, target = _scattered(rng, n, shape, 0.002), _scattered(rng, n, shape, 0.001)
         target[0] = False  # an empty partner: its elements' distances are inf
         spacing = torch.from_numpy(rng.choice([0.5, 1.0, 1.9, 3.0], size=(n, 2))).double()
-        b = boundaries(pred, target, spacing, convention)
+        b = boundaries(pred.to(device), target.to(device), spacing.to(device), convention)
         expected = _brute_force(b)
         unreachable, far = unreachable or np.isinf(expected).any(), far or (expected > 400).any()
-        np.testing.assert_array_equal(partner_squared_distances(b).numpy(), expected)
+        np.testing.assert_array_equal(partner_squared_distances(b).cpu().numpy(), expected)
     assert unreachable and far  # the far searches ran

@@ -165,3 +165,25 @@ def test_row_sums_are_numpys_pairwise_sums_bit_for_bit() -> None:
         got = _numpy_row_sums(torch.from_numpy(w), torch.from_numpy(count)).numpy()
         want = np.array([np.sum(w[i, :c]) for i, c in enumerate(count)])
         np.testing.assert_array_equal(got, want)
+
+
+def test_weighted_percentile_at_exact_length_shares_matches_numpy() -> None:
+    # Rows of up to 4000 contour lengths (four values, so many cumulative shares tie across rows) and
+    # percentiles set exactly at one of NumPy's shares cumsum / numpy.sum, where the total's rounding
+    # decides the side: the engine forms NumPy's pairwise total only for rows with a share that close.
+    from medseg_eval.metrics.surface import _weighted_percentile
+
+    rng = np.random.default_rng(1)
+    for _ in range(100):
+        rows, length = int(rng.integers(1, 12)), int(rng.integers(1, 4000))
+        sy, sx = rng.choice([0.3, 0.7, 1.0, 1.3, 2.9], 2)
+        w = np.array([0.5 * np.hypot(sy, sx), sx, sy, np.hypot(sy, sx)])[rng.integers(0, 4, (rows, length))]
+        count = rng.integers(1, length + 1, rows)
+        w[np.arange(length) >= count[:, None]] = 0.0
+        d = np.sort(rng.integers(0, 50, (rows, length)).astype(float), 1)
+        shares = [np.cumsum(w[i, :c]) / np.sum(w[i, :c]) for i, c in enumerate(count)]
+        row = rng.integers(rows)
+        for q in [float(rng.choice(shares[row])), float(rng.random())]:
+            got = _weighted_percentile(*(torch.from_numpy(x) for x in (d, w, count)), q).numpy()
+            want = [d[i, min(np.searchsorted(s, q), c - 1)] for i, (s, c) in enumerate(zip(shares, count))]
+            np.testing.assert_array_equal(got, want)

@@ -692,9 +692,23 @@ def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, 
     ``q`` exactly can land one ulp either side of it, which picks the neighbouring distance. For
     the same reason the cumulative sums are NumPy's sequential ones, and both sums are taken on the
     CPU, whose cumulative sums add in order: a GPU's parallel scan rounds differently.
+
+    NumPy's pairwise total (:func:`_numpy_row_sums`) is formed only for rows where a share lies close
+    enough to ``q`` for the total's rounding to decide its side. The sequential total (the cumulative
+    sum's last entry) and the pairwise one both lie within ``(n + 32) * 2**-53`` of the exact sum,
+    relatively, for ``n`` positive weights (NumPy's runs add at most ``25 + log2(n)`` times in turn), so
+    a share farther than twice that from ``q`` lies on the same side of ``q`` whichever divides it.
     """
-    w_cpu = w.cpu()
-    share = (w_cpu.cumsum(1) / _nonzero(_numpy_row_sums(w_cpu, count.cpu()))[:, None]).to(w.device)
+    w_cpu, count_cpu = w.cpu(), count.cpu()
+    cum = w_cpu.cumsum(1)
+    share = cum / _nonzero(_last_in_row(cum, count_cpu))[:, None]
+    rel = 4 * (count_cpu[:, None] + 64) * 2.0**-53
+    near = ((share - q).abs() <= rel * share) & (torch.arange(share.shape[1]) < count_cpu[:, None])
+    rows = near.any(1).nonzero().squeeze(1)
+    if len(rows):
+        total = _numpy_row_sums(w_cpu.index_select(0, rows), count_cpu.index_select(0, rows))
+        share[rows] = cum.index_select(0, rows) / _nonzero(total)[:, None]
+    share = share.to(w.device)
     query = torch.full((len(d), 1), q, dtype=torch.float64, device=d.device)
     index = torch.searchsorted(share, query).squeeze(1)
     index = torch.minimum(index, (count - 1).clamp_min(0))

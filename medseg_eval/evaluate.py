@@ -197,13 +197,13 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
         given = {str(c) for c in spacing}
         missing, extra = sorted(set(read.masks) - given), sorted(given - set(read.masks))
         if missing:
-            raise engine.SpacingError(f"`spacing` has no entry for {len(missing)} case(s): {preview(missing)}; give one "
-                               "(sy, sx) per case id, or one pair for all.")
+            raise engine.SpacingError(f"`spacing` has no entry for {len(missing)} case(s): {preview(missing)}; "
+                                      "give one (sy, sx) per case id, or one pair for all.")
         # A case id the targets lack is most often a misspelt one (an extension, a prefix): refused, not ignored.
         if extra:
-            raise engine.SpacingError(f"`spacing` has entries for {len(extra)} case(s) the targets lack: {preview(extra)} "
-                               f"(targets' case ids look like {preview(sorted(read.masks), 3)}); give exactly one "
-                               "(sy, sx) per case id of the targets.")
+            raise engine.SpacingError(f"`spacing` has entries for {len(extra)} case(s) the targets lack: "
+                                      f"{preview(extra)} (targets' case ids look like {preview(sorted(read.masks), 3)}); "
+                                      "give exactly one (sy, sx) per case id of the targets.")
         pairs = {str(c): _spacing_pair(v, f"`spacing` of case {str(c)!r}") for c, v in spacing.items()}
     else:
         every = (1.0, 1.0) if spacing is None else _spacing_pair(spacing, "`spacing`",

@@ -251,7 +251,7 @@ def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metr
         pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
         target = torch.from_numpy(np.stack([truth[c][0] for c in ids])).to(device)
         roi = torch.from_numpy(np.stack([truth[c][2] for c in ids])).to(device) if has_roi else None
-        spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64)
+        spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64, device="cpu")
         out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
         for i, case_id in enumerate(ids):
             values[case_id] = {m: out[m][i].cpu().numpy() for m in names}

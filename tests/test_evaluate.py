@@ -137,6 +137,14 @@ def test_every_input_form_gives_identical_results(form, drive_home, observer, ba
     assert ("values_0_255" in rules) == (form == "png_0_255_with_suffix")
 
 
+def test_a_default_device_set_by_the_caller_changes_nothing(baseline, drive_home):
+    """Training scripts often call ``torch.set_default_device``; scoring must not follow it. Under
+    "meta" (tensors without data) any tensor made without naming its device fails the run."""
+    with torch.device("meta"):
+        again = evaluate(str(SECOND), "drive", split="test", progress=False)
+    assert again.per_case.equals(baseline.per_case) and again.provenance["device"] == "cpu"
+
+
 def test_provenance_names_what_produced_the_numbers(baseline):
     p = baseline.provenance
     assert p["dataset"] == "drive" and p["split"] == "test" and p["manifest_pinned"] and p["ground_truth_verified"]

@@ -157,7 +157,7 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
 def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch.Tensor:
     """Return spacing as float64 ``[B, 2]`` on the CPU (it is tiny and feeds CPU-side tables)."""
     if spacing is None:
-        return torch.ones(batch, 2, dtype=torch.float64)
+        return torch.ones(batch, 2, dtype=torch.float64, device="cpu")
     if isinstance(spacing, np.ma.MaskedArray):
         raise SpacingError("`spacing` must not be a masked array: give every case its spacing.")
     try:

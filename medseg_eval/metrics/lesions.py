@@ -162,7 +162,8 @@ def label_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
 def _as_mask_batch(mask: torch.Tensor, connectivity: int) -> torch.Tensor:
     if connectivity not in (4, 8):
         raise ValueError(f"`connectivity` must be 4 or 8, but got {connectivity!r}.")
-    mask = torch.as_tensor(mask)
+    # On the mask's own device: plain `as_tensor` would move it to a default device set by the caller.
+    mask = torch.as_tensor(mask, device=mask.device if isinstance(mask, torch.Tensor) else "cpu")
     if mask.ndim == 2:
         mask = mask.unsqueeze(0)
     if mask.ndim != 3:

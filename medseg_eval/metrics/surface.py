@@ -703,7 +703,7 @@ def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, 
     cum = w_cpu.cumsum(1)
     share = cum / _nonzero(_last_in_row(cum, count_cpu))[:, None]
     rel = 4 * (count_cpu[:, None] + 64) * 2.0**-53
-    near = ((share - q).abs() <= rel * share) & (torch.arange(share.shape[1]) < count_cpu[:, None])
+    near = ((share - q).abs() <= rel * share) & (torch.arange(share.shape[1], device="cpu") < count_cpu[:, None])
     rows = near.any(1).nonzero().squeeze(1)
     if len(rows):
         total = _numpy_row_sums(w_cpu.index_select(0, rows), count_cpu.index_select(0, rows))

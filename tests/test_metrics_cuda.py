@@ -24,6 +24,7 @@ def test_every_tensor_is_made_on_the_inputs_device() -> None:
     The cases reach every path: all conventions, a region of interest, per-case spacing, lesion
     metrics, far misses (the column search) and length shares exactly at the percentile (NumPy's
     pairwise totals)."""
+    pytest.importorskip("polars")  # for the lesion tables; absent on the GPU machine, where the CUDA tests run
     cases = random_cases(120, seed=7, shape=(96, 128))
     pred = torch.from_numpy(np.stack([c.pred for c in cases]))
     target = torch.from_numpy(np.stack([c.target for c in cases]))

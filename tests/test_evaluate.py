@@ -351,7 +351,7 @@ def test_targets_mixing_0_255_and_class_ids_are_refused():
 
 def test_spacing_names_exactly_the_targets_cases_and_is_not_taken_with_a_dataset(drive_home, observer):
     targets = {"a": np.eye(4, dtype=np.uint8), "b": np.eye(4, dtype=np.uint8)}
-    with pytest.raises(ValueError, match="no entry for 1 case.*b"):
+    with pytest.raises(SpacingError, match="no entry for 1 case.*b"):
         evaluate(targets, targets=targets, spacing={"a": (1.0, 2.0)}, metrics=["hd95"], progress=False)
     with pytest.raises(SpacingError, match=r"entries for 1 case\(s\) the targets lack: b\.png \(targets' case ids look like a, b\)"):
         evaluate(targets, targets=targets, spacing={"a": (1.0, 2.0), "b": (2.0, 1.0), "b.png": (2.0, 1.0)},

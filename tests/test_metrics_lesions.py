@@ -12,7 +12,15 @@ from scipy import ndimage
 from skimage.measure import label as sk_label
 
 from medseg_eval import metrics
-from medseg_eval.metrics import EmptyPolicy, label_components, lesion_detection, small_lesion_recall
+from medseg_eval.metrics import (
+    EmptyPolicy,
+    LabelError,
+    OptionError,
+    ShapeMismatchError,
+    label_components,
+    lesion_detection,
+    small_lesion_recall,
+)
 
 from .lesion_reference import random_lesion_case, reference_lesions
 
@@ -70,6 +78,31 @@ def test_labels_on_worst_cases_for_propagation(name, mask, connectivity):
 def test_labels_of_empty_and_full_images():
     assert label_components(torch.zeros(2, 5, 6, dtype=torch.bool)).sum() == 0
     assert label_components(torch.ones(2, 5, 6, dtype=torch.bool)).unique().tolist() == [1]
+
+
+def test_labels_take_numpy_masks_of_any_layout():
+    mask = np.indices((7, 9)).sum(0) % 3 == 0
+    expected = label_components(torch.from_numpy(mask.copy()))
+    for form in (mask, np.flipud(np.flipud(mask).copy()), mask.astype(">i2"), mask.astype(np.float32)):
+        assert torch.equal(label_components(form), expected)
+
+
+@pytest.mark.parametrize("mask, error, message", [
+    (np.full((2, 4, 4), 0.5), LabelError, r"`mask` must be boolean \(or 0/1\).*batch index \[0, 1\].*mask > 0"),
+    (np.full((4, 4), 255, np.uint8), LabelError, r"must be boolean.*mask > 0"),
+    (np.full((4, 4), np.nan), LabelError, "must be boolean"),
+    (np.ma.masked_array(np.ones((4, 4), bool)), LabelError, "masked array"),
+    (np.ones((1, 1, 4, 4), bool), ShapeMismatchError, r"\[H, W\] or \[B, H, W\]"),
+    ([[1, 0], [0, 1]], LabelError, "torch.Tensor or numpy.ndarray"),
+])
+def test_labels_refuse_what_is_not_a_binary_mask(mask, error, message):
+    with pytest.raises(error, match=message):
+        label_components(mask)
+
+
+def test_labels_refuse_an_unknown_connectivity():
+    with pytest.raises(OptionError, match="4 or 8"):
+        label_components(torch.ones(3, 3, dtype=torch.bool), connectivity=6)
 
 
 @pytest.mark.parametrize("criterion, min_overlap", [("overlap", 0.0), ("overlap", 0.5), ("iou", 0.5)])

@@ -132,19 +132,26 @@ def check_same_shape(pred: torch.Tensor, target: torch.Tensor) -> None:
         )
 
 
+def as_binary(x: ArrayLike, name: str) -> torch.Tensor:
+    """``x`` as a dense tensor on its own device (NumPy: the CPU) holding only 0 and 1, or bool:
+    anything else (probabilities, 0/255 masks) is refused rather than thresholded."""
+    x = _dense_tensor(x, name, LabelError)
+    if x.dtype != torch.bool:
+        bad = ~((x == 0) | (x == 1))
+        if bad.any():
+            where = _cases_with(bad) if x.ndim == 3 else "all"
+            raise LabelError(
+                f"`{name}` must be boolean (or 0/1), but holds other values (cases at batch index {where}); "
+                f"threshold it first, e.g. `{name} > 0`."
+            )
+    return x
+
+
 def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> torch.Tensor | None:
     """Return the region of interest as bool ``[B, H, W]`` (a single ``[H, W]`` applies to all)."""
     if roi is None:
         return None
-    roi = _dense_tensor(roi, "roi", LabelError).to(device)
-    if roi.dtype != torch.bool:
-        bad = ~((roi == 0) | (roi == 1))
-        if bad.any():
-            where = _cases_with(bad) if roi.ndim == 3 else "all"
-            raise LabelError(
-                f"`roi` must be boolean (or 0/1), but holds other values (cases at batch index {where}); "
-                "threshold it first, e.g. `roi > 0`."
-            )
+    roi = as_binary(roi, "roi").to(device)
     if roi.ndim == 2:
         roi = roi.unsqueeze(0).expand(shape[0], -1, -1)
     if roi.shape != shape:

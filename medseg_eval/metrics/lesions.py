@@ -28,9 +28,9 @@ from typing import Literal
 
 import torch
 
-from ._validation import as_label_tensor, as_roi, as_spacing, check_num_classes, check_same_shape, is_real
+from ._validation import as_binary, as_label_tensor, as_roi, as_spacing, check_num_classes, check_same_shape, is_real
 from .conventions import EmptyPolicy
-from .errors import OptionError
+from .errors import OptionError, ShapeMismatchError
 from .overlap import class_masks
 
 #: Size bins (pixels) of :func:`small_lesion_recall` when none are given.
@@ -136,7 +136,8 @@ def label_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
     Parameters
     ----------
     mask
-        Bool (or 0/1) ``[B, H, W]`` or ``[H, W]``, on any device.
+        Bool (or 0/1) ``[B, H, W]`` or ``[H, W]``, a tensor on any device or a NumPy array; other
+        values (probabilities, 0/255) are refused, not thresholded.
     connectivity
         8 (default: diagonal neighbours connect) or 4.
 
@@ -148,7 +149,13 @@ def label_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
     >>> label_components(m, connectivity=4)[0, 2].tolist()
     [3, 0, 2, 2]
     """
-    mask = _as_mask_batch(mask, connectivity)
+    LesionCriteria(connectivity=connectivity)  # checks it
+    mask = as_binary(mask, "mask")
+    if mask.ndim == 2:
+        mask = mask.unsqueeze(0)
+    if mask.ndim != 3:
+        raise ShapeMismatchError(f"`mask` must be [H, W] or [B, H, W], but got shape {tuple(mask.shape)}.")
+    mask = mask.bool()
     b, h, w = mask.shape
     foreground, roots = _component_roots(mask, connectivity)
     out = torch.zeros(b * h * w, dtype=torch.long, device=mask.device)
@@ -157,18 +164,6 @@ def label_components(mask: torch.Tensor, connectivity: int = 8) -> torch.Tensor:
         first_of_image = torch.searchsorted(unique, torch.arange(b, device=mask.device) * (h * w))
         out[foreground] = inverse - first_of_image[foreground // (h * w)] + 1
     return out.view(b, h, w)
-
-
-def _as_mask_batch(mask: torch.Tensor, connectivity: int) -> torch.Tensor:
-    if connectivity not in (4, 8):
-        raise ValueError(f"`connectivity` must be 4 or 8, but got {connectivity!r}.")
-    # On the mask's own device: plain `as_tensor` would move it to a default device set by the caller.
-    mask = torch.as_tensor(mask, device=mask.device if isinstance(mask, torch.Tensor) else "cpu")
-    if mask.ndim == 2:
-        mask = mask.unsqueeze(0)
-    if mask.ndim != 3:
-        raise ValueError(f"`mask` must be [H, W] or [B, H, W], but got shape {tuple(mask.shape)}.")
-    return mask.bool()
 
 
 @dataclass

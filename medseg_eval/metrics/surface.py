@@ -702,6 +702,7 @@ def _weighted_percentile(d: torch.Tensor, w: torch.Tensor, count: torch.Tensor, 
     w_cpu, count_cpu = w.cpu(), count.cpu()
     cum = w_cpu.cumsum(1)
     share = cum / _nonzero(_last_in_row(cum, count_cpu))[:, None]
+    # Twice the two totals' bound, and twice again as a margin for the divisions' rounding.
     rel = 4 * (count_cpu[:, None] + 64) * 2.0**-53
     near = ((share - q).abs() <= rel * share) & (torch.arange(share.shape[1], device="cpu") < count_cpu[:, None])
     rows = near.any(1).nonzero().squeeze(1)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_eval.metrics.surface import boundaries, contour_length_table
+from medseg_eval.metrics.boundaries import boundaries, contour_length_table
 
 
 def _outside_is_background(mask: np.ndarray) -> np.ndarray:

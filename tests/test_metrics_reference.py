@@ -154,7 +154,7 @@ def test_each_chunk_counts_its_own_cases_region_of_interest(setting: str, monkey
 
 def test_row_sums_are_numpys_pairwise_sums_bit_for_bit() -> None:
     # Values spread over many orders of magnitude: a sum taken in another order differs in the last bits.
-    from medseg_eval.metrics.surface import _numpy_row_sums
+    from medseg_eval.metrics.percentiles import _numpy_row_sums
 
     rng = np.random.default_rng(7)
     for _ in range(60):
@@ -171,7 +171,7 @@ def test_weighted_percentile_at_exact_length_shares_matches_numpy() -> None:
     # Rows of up to 4000 contour lengths (four values, so many cumulative shares tie across rows) and
     # percentiles set exactly at one of NumPy's shares cumsum / numpy.sum, where the total's rounding
     # decides the side: the engine forms NumPy's pairwise total only for rows with a share that close.
-    from medseg_eval.metrics.surface import _weighted_percentile
+    from medseg_eval.metrics.percentiles import _weighted_percentile
 
     rng = np.random.default_rng(1)
     for _ in range(100):

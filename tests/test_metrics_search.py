@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_eval.metrics import surface
-from medseg_eval.metrics.surface import Boundaries, boundaries, partner_squared_distances
+from medseg_eval.metrics import distances
+from medseg_eval.metrics.boundaries import Boundaries, boundaries
+from medseg_eval.metrics.distances import partner_squared_distances
 
 
 def _brute_force(b: Boundaries) -> np.ndarray:
@@ -43,7 +44,7 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, device: str,
                                                         monkeypatch) -> None:
     if block is not None:  # the searches' work in many small pieces (groups of queries, of (query, band) pairs)
-        monkeypatch.setattr(surface, "_BLOCK", block)
+        monkeypatch.setattr(distances, "_BLOCK", block)
     rng = np.random.default_rng(seed)
     far = unreachable = False
     for shape in [(150, 220), (300, 90), (41, 260)]:  # wide, tall and flat: rows or columns searched

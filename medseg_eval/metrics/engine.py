@@ -16,6 +16,7 @@ from ._validation import (
     check_options,
     check_same_shape,
 )
+from .boundaries import empty_frame, frame_boundaries, frame_pairs
 from .conventions import (
     COUNTS,
     DEFAULT_CONVENTION,
@@ -28,15 +29,7 @@ from .conventions import (
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import ConfusionCounts, class_masks, confusion_counts, overlap_metric, pixel_counts
-from .surface import (
-    apply_empty_policy,
-    distance_metric,
-    distances_between,
-    empty_frame,
-    frame_boundaries,
-    frame_pairs,
-    sqrt_rn,
-)
+from .surface import apply_empty_policy, distance_metric, distances_between, sqrt_rn
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
@@ -170,7 +163,7 @@ def compute(
 def _pixel_passes(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None, num_classes: int,
                   per_block: int, *, count: bool, pack: bool) -> tuple[ConfusionCounts | None, torch.Tensor | None]:
     """The passes over the pixels of a chunk of cases: its confusion counts and its masks packed in a
-    frame (:func:`~medseg_eval.metrics.surface.empty_frame`; pair = case * K + class), as asked.
+    frame (:func:`~medseg_eval.metrics.boundaries.empty_frame`; pair = case * K + class), as asked.
 
     Both run on ``per_block`` cases at a time: the class masks, the counts and the packing then read
     bytes the previous pass left in the cache, rather than the whole chunk's from memory each time.

@@ -186,6 +186,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=64, help="cases of one shape per medseg_eval call")
     parser.add_argument("--quick", action="store_true", help="tiny sizes and counts: a smoke run")
     parser.add_argument("--device", default="cpu", help="medseg_eval's device (the references run on the CPU)")
+    parser.add_argument("--threads", type=int, help="torch's CPU threads (default: torch's own choice)")
     parser.add_argument("--skip-references", action="store_true", help="time medseg_eval only (e.g. on a GPU)")
     parser.add_argument("--skip-memory", action="store_true", help="no peak-memory processes")
     parser.add_argument("--markdown", action="store_true", help="print the table in Markdown, as README has it")
@@ -209,8 +210,12 @@ def main(argv: list[str] | None = None) -> None:
                          batch=args.batch, repeats=args.repeats, device=args.device,
                          skip_references=args.skip_references)
         return
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"CPU ({threads} thread{'s' * (threads > 1)})")
     lead = next((c for c in ALL_REFERENCES if c in args.references), "")
     print(f"medseg_eval speed suite{' (--quick)' if args.quick else ''}, commit {_commit()}, "
           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; torch {torch.__version__} on {where}; "

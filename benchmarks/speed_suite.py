@@ -203,6 +203,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.lesions:
         from benchmarks.lesion_speed import lesion_benchmark
 
@@ -210,8 +212,6 @@ def main(argv: list[str] | None = None) -> None:
                          batch=args.batch, repeats=args.repeats, device=args.device,
                          skip_references=args.skip_references)
         return
-    if args.threads:
-        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     threads = torch.get_num_threads()
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_eval.metrics import distances
+from medseg_eval.metrics import distances, transform
 from medseg_eval.metrics.boundaries import Boundaries, boundaries
 from medseg_eval.metrics.distances import partner_squared_distances
 
@@ -26,6 +26,19 @@ def _brute_force(b: Boundaries) -> np.ndarray:
     return out
 
 
+def _force(method: str, monkeypatch) -> None:
+    """Every image searched, or every image transformed (on the CPU), instead of the cheaper of the two."""
+    if method == "search":
+        monkeypatch.setattr(distances, "NEAR_QUERY_COST", 0)
+        monkeypatch.setattr(distances, "FAR_QUERY_COST", 0)
+    elif method == "transform":
+        monkeypatch.setattr(distances, "NEAR_QUERY_COST", 1 << 40)
+        monkeypatch.setattr(transform, "CALL_COST", 0)
+    elif method == "transform-far":  # the first searches, then the transform for every query left open
+        monkeypatch.setattr(distances, "FAR_QUERY_COST", 1 << 40)
+        monkeypatch.setattr(transform, "CALL_COST", 0)
+
+
 def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density: float) -> torch.Tensor:
     """Masks of isolated specks and a few blobs: most elements lie far from the partner's."""
     masks = rng.random((n, *shape)) < density
@@ -39,12 +52,14 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("block", [None, 64])
+@pytest.mark.parametrize("method", ["chosen", "search", "transform", "transform-far"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
-def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, device: str,
-                                                        monkeypatch) -> None:
+def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, method: str,
+                                                        device: str, monkeypatch) -> None:
     if block is not None:  # the searches' work in many small pieces (groups of queries, of (query, band) pairs)
         monkeypatch.setattr(distances, "_BLOCK", block)
+    _force(method, monkeypatch)
     rng = np.random.default_rng(seed)
     far = unreachable = False
     for shape in [(150, 220), (300, 90), (41, 260)]:  # wide, tall and flat: rows or columns searched
@@ -57,3 +72,30 @@ def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: i
         unreachable, far = unreachable or np.isinf(expected).any(), far or (expected > 400).any()
         np.testing.assert_array_equal(partner_squared_distances(b).cpu().numpy(), expected)
     assert unreachable and far  # the far searches ran
+
+
+@pytest.mark.parametrize("convention", ["surface-distance", "monai"])
+@pytest.mark.parametrize("seed", range(3))
+def test_dense_boundaries_are_transformed_and_exact(convention: str, seed: int, monkeypatch) -> None:
+    """Speckle over the whole image against clean shapes: the transform answers (it is cheaper) and agrees
+    with brute force, on anisotropic spacing, objects on the border and one-pixel objects."""
+    calls = []
+    real = transform.ndimage.distance_transform_edt
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(transform.ndimage, "distance_transform_edt", counted)
+    rng = np.random.default_rng(seed)
+    n, shape = 4, (70, 90)
+    pred = torch.from_numpy(rng.random((n, *shape)) < rng.uniform(0.2, 0.6, size=(n, 1, 1)))
+    target = torch.zeros(n, *shape, dtype=torch.bool)
+    target[0, 10:50, 0:30] = True  # on the border
+    target[1, 35, 44] = True  # one pixel
+    target[2, :, 60:] = True
+    target[3] = pred[3]  # speckle against speckle
+    spacing = torch.from_numpy(rng.choice([0.3, 0.7, 1.0, 1.9], size=(n, 2))).double()
+    b = boundaries(pred, target, spacing, convention)
+    np.testing.assert_array_equal(partner_squared_distances(b).numpy(), _brute_force(b))
+    assert len(calls) >= 3  # the speckles' queries against the three clean shapes at least

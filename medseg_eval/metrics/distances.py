@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 
 from .boundaries import Boundaries, _gather
+from .transform import FAR_QUERY_COST, NEAR_QUERY_COST, transform_where_cheaper
 
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
@@ -99,6 +100,9 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     pending = (~b.on_partner & (torch.bincount(image, minlength=n2) > 0)[partner]).nonzero().flatten()  # none: inf
     if len(pending) == 0:
         return d2
+    pending = transform_where_cheaper(b, pending, d2, NEAR_QUERY_COST)
+    if len(pending) == 0:
+        return d2
     rows = _LineSearch.build(image, row, col, spacing, shape, transposed=False)
     best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
     searched = 0
@@ -120,6 +124,10 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         if not open_.any():
             return d2
         pending, best = pending[open_], best[open_]
+    pending = transform_where_cheaper(b, pending, d2, FAR_QUERY_COST)
+    if len(pending) == 0:
+        return d2
+    best = d2[pending]
     searches = [rows]
     # Sorting every element by column pays off where many queries are far: those that are not settle in
     # a few bands of rows whichever way their nearest target lies.

@@ -1,0 +1,102 @@
+"""Partner distances by SciPy's exact feature transform, for the images where it costs less than a search.
+
+The search of :mod:`.distances` pays per query, and a query far from every target pays most: a
+speckled prediction scored against a clean ground truth lists a boundary element at most of its
+pixels, nearly all of them far from the ground truth's contour. A distance transform pays once per
+pixel whatever the boundaries look like. On the CPU each image whose queries would cost more to
+search than its box costs to transform is handed to SciPy's ``distance_transform_edt``, the C code
+the reference libraries themselves run (an exact Euclidean transform, Maurer et al. 2003): its
+feature transform names the nearest target of every pixel, and the squared distance is then formed
+from the integer offset exactly as SciPy forms its distances (``(dy*sy)**2 + (dx*sx)**2`` in
+float64), so the values are those of the search wherever the nearest target is unique. (Where two
+targets are at the same real distance, the two float64 sums may differ in the last bit, and the
+search keeps the smaller one while the transform keeps one of them, as the references do.)
+
+The transform reads only a box: the rows from the first to the last that holds the image's targets
+or its queries, at full width. Every query's nearest target lies inside it, so the box's transform
+is exact there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .boundaries import Boundaries
+
+# What a query costs the search, in pixels that the transform reads in the same time: before the first
+# searches (which settle most queries near their partner's boundary in under a microsecond), and for a
+# query they left open (far from its partner's boundary: several microseconds); and what one transform
+# costs beyond its pixels. The transform takes about 50 ns a pixel and 40 us a call on this project's
+# CPU; the values were set by A/B runs of the speed suite (benchmarks/README.md).
+NEAR_QUERY_COST = 8
+FAR_QUERY_COST = 64
+CALL_COST = 1024
+
+
+def transform_where_cheaper(b: Boundaries, pending: torch.Tensor, d2: torch.Tensor, query_cost: int) -> torch.Tensor:
+    """Write into ``d2`` the exact squared distance from each pending element to its partner's nearest
+    element, by SciPy's feature transform of the partner's box, for the images whose queries cost more to
+    search than that box to transform (on the CPU); return the pending elements left to search.
+
+    Parameters
+    ----------
+    b
+        The boundary elements of N mask pairs.
+    pending
+        Indices of the elements whose distance is still to be found, ascending; each one's partner holds
+        elements.
+    d2
+        Float64 per element of ``b``: where the distances go.
+    query_cost
+        What searching for one pending element costs, in pixels of the transform
+        (:data:`NEAR_QUERY_COST`, :data:`FAR_QUERY_COST`).
+
+    Examples
+    --------
+    >>> from medseg_eval.metrics.boundaries import boundaries
+    >>> speckle = torch.rand(1, 64, 64, generator=torch.Generator().manual_seed(0)) < 0.3
+    >>> disc = torch.zeros(1, 64, 64, dtype=torch.bool); disc[0, 20:40, 20:40] = True
+    >>> b = boundaries(speckle, disc, torch.ones(1, 2, dtype=torch.float64), "medpy")
+    >>> d2 = torch.full((len(b.image),), float("nan"), dtype=torch.float64)
+    >>> left = transform_where_cheaper(b, torch.arange(len(b.image)), d2, NEAR_QUERY_COST)
+    >>> bool((b.image[left] == 1).all()), bool(d2[b.image == 0].isnan().any())  # the speckle's queries answered
+    (True, False)
+    """
+    if pending.device.type != "cpu" or len(pending) == 0:
+        return pending
+    n, width = b.pairs, b.shape[1]
+    image, row, col, spacing = b.image.numpy(), b.row.numpy(), b.col.numpy(), b.spacing.numpy()
+    at = pending.numpy()
+    # Elements are listed by image, row-major, and `pending` ascends: each image's elements, and the
+    # pending queries of each image, are one run, whose ends hold its first and last rows.
+    element_end = np.bincount(image, minlength=2 * n).cumsum()
+    query_end = np.bincount(image[at], minlength=2 * n).cumsum()
+    element_start, query_start = np.append(0, element_end[:-1]), np.append(0, query_end[:-1])
+    partner = np.roll(np.arange(2 * n), n)  # image i's partner: (i + n) mod 2n
+    queries = query_end - query_start
+    asks = queries > 0
+    top = np.where(asks, row[at[np.minimum(query_start, len(at) - 1)]], 0)
+    bottom = np.where(asks, row[at[np.maximum(query_end - 1, 0)]], 0)
+    top = np.minimum(top, row[element_start[partner].clip(max=len(row) - 1)])
+    bottom = np.maximum(bottom, row[(element_end[partner] - 1).clip(min=0)])
+    # The box: the rows from the first to the last of the partner's elements and the queries, all columns.
+    plan = asks & (queries * query_cost > (bottom - top + 1) * width + CALL_COST)
+    for i in np.flatnonzero(plan).tolist():
+        p, t0, t1 = partner[i], top[i], bottom[i]
+        targets = slice(element_start[p], element_end[p])
+        grid = np.ones((t1 - t0 + 1) * width, dtype=bool)
+        grid[(row[targets] - t0) * width + col[targets]] = False
+        sy, sx = spacing[i].tolist()
+        feature = ndimage.distance_transform_edt(grid.reshape(-1, width), sampling=(sy, sx),
+                                                 return_distances=False, return_indices=True)
+        q = at[query_start[i]:query_end[i]]
+        qr, qc = row[q] - t0, col[q]
+        flat = qr * width + qc
+        dy = (feature[0].ravel()[flat] - qr).astype(np.float64) * sy
+        dx = (feature[1].ravel()[flat] - qc).astype(np.float64) * sx
+        d2[torch.from_numpy(q)] = torch.from_numpy(dy * dy + dx * dx)
+    if not plan.any():
+        return pending
+    return torch.from_numpy(at[np.repeat(~plan, queries)])

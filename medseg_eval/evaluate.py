@@ -18,7 +18,15 @@ from .datasets.build import canonical_dir
 from .datasets.canonical import manifest_sha256, read_manifest
 from .datasets.errors import ManifestMismatchError
 from .metrics._validation import as_policy, as_spacing, check_options
-from .predictions import PredictionLabelError, PredictionSet, PredictionShapeError, preview, read_predictions
+from .predictions import (
+    PredictionLabelError,
+    PredictionSet,
+    PredictionShapeError,
+    distinct_values,
+    only_0_and_255,
+    preview,
+    read_predictions,
+)
 from .results import Results
 
 #: Scored when ``metrics`` is not given.
@@ -183,15 +191,20 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
     inferred = num_classes is None
     if inferred:
         found = read_predictions(targets, None, num_classes=256, name="targets")
-        values = set().union(*(np.unique(m).tolist() for m in found.masks.values()))
+        top = max((int(m.max()) for m in found.masks.values() if m.size), default=0)
         # Binary masks saved as {0, 255} are two classes (and are read as {0, 1}), not 256.
-        if 255 in values and not values <= {0, 255}:
-            mixed = sorted(c for c, m in found.masks.items() if m.max() != 255)
+        if top == 255 and not all(only_0_and_255(m) for m in found.masks.values()):
+            values = set().union(*(distinct_values(m).tolist() for m in found.masks.values()))
+            mixed = sorted(c for c, m in found.masks.items() if not m.size or m.max() != 255)
             raise PredictionLabelError(
                 f"targets: some masks hold 255 and others {sorted(values - {0, 255})[:5]} (e.g. {preview(mixed, 3)}): "
                 "save every binary mask the same way ({0, 1} or {0, 255}), or give `num_classes`.")
-        num_classes = 2 if values <= {0, 255} else max(values) + 1
-    read = read_predictions(targets, None, num_classes=num_classes, name="targets")
+        num_classes = 2 if top in (0, 255) else top + 1
+        # The labels read are converted to num_classes' (e.g. {0, 255} -> {0, 1}); the files are not read twice.
+        read, source = read_predictions(found.masks, None, num_classes=num_classes, name="targets"), found.source
+    else:
+        read = read_predictions(targets, None, num_classes=num_classes, name="targets")
+        source = read.source
 
     if isinstance(spacing, Mapping):
         given = {str(c) for c in spacing}
@@ -210,7 +223,7 @@ def _own_truth(targets: Any, spacing, num_classes: int | None):
                                                                   ", or a dict case id -> (sy, sx)")
         pairs = dict.fromkeys(read.masks, every)
     truth = {c: (m, pairs[c], None) for c, m in read.masks.items()}
-    provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": read.source,
+    provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": source,
                   "num_classes_inferred": inferred, "spacing_unit": "as given" if spacing is not None else "pixel"}
     return truth, [str(c) for c in range(num_classes)], provenance
 

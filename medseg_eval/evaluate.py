@@ -13,10 +13,9 @@ import polars as pl
 import torch
 
 from . import metrics as engine
-from .datasets import get_spec, load_dataset, mask_sha256, shipped_manifest
-from .datasets.build import canonical_dir
-from .datasets.canonical import manifest_sha256, read_manifest
+from .datasets import get_spec, manifest_sha256
 from .datasets.errors import ManifestMismatchError
+from .datasets.truth import split_truth
 from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
     PredictionLabelError,
@@ -31,6 +30,10 @@ from .results import Results
 
 #: Scored when ``metrics`` is not given.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd", "lesion_recall")
+#: Pixels (cases x foreground classes x height x width) in one batch at most, which bounds the memory
+#: a batch takes: a 4439 x 6688 ISIC image is a batch of its own, 512 x 512 binary masks go 64 at a time
+#: (as ``batch_size`` allows).
+PIXELS_PER_BATCH = 1 << 24
 
 
 class GroundTruthMismatchError(ManifestMismatchError):
@@ -80,12 +83,22 @@ def evaluate(
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     batch_size
-        Cases of one shape scored together.
+        Cases of one shape scored together at most; a batch also holds at most
+        :data:`PIXELS_PER_BATCH` pixels x foreground classes (one case at least), so that large
+        images are scored a few at a time. The numbers do not depend on it.
     resize
         ``"nearest"`` resizes predictions of another size to the ground truth's; default: an error.
     verify_ground_truth
         Check every ground-truth mask against the manifest's sha256 first (default). Turning it
         off is recorded in the provenance.
+    progress
+        Show a progress bar counting the cases scored.
+
+    Notes
+    -----
+    A dataset's ground truth is decoded once per process and reused by later calls on the same
+    split while its files are unchanged (the last two splits used are kept; see
+    :mod:`medseg_eval.datasets.truth`). Prediction files are read in a few threads.
 
     Raises
     ------
@@ -112,13 +125,15 @@ def evaluate(
     lesions = as_policy(lesions, engine.LesionCriteria, "lesions")
     if resize not in (None, "nearest"):
         raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"`batch_size` must be a positive integer (cases scored together), got {batch_size!r}.")
     provenance: dict[str, Any] = {}
     if dataset is not None:
         given = [k for k, v in (("spacing", spacing), ("num_classes", num_classes)) if v is not None]
         if given:
             raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's manifest; "
                              "drop them, or score your own ground truth with `targets=`.")
-        truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, progress)
+        truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth)
         spec = get_spec(dataset)
         predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names),
                                        match=spec.match_file(sorted(truth)))
@@ -147,20 +162,12 @@ def evaluate(
     return Results(per_case, counts, provenance, lesion_rows)
 
 
-def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
+def _dataset_truth(name: str, split: str | None, verify: bool):
     spec = get_spec(name)
     split = spec.check_split(split or spec.test_split)
-    ds = load_dataset(spec.name, split=split)
-    columns = ["case_id", "mask", "spacing"] + (["roi"] if "roi" in ds.column_names else [])
-    truth = {}
-    for row in ds.select_columns(columns):
-        mask = np.asarray(row["mask"])
-        truth[row["case_id"]] = (mask, tuple(row["spacing"]), np.asarray(row["roi"]).astype(bool) if "roi" in row else None)
-    shipped = shipped_manifest(spec.name)
-    manifest = shipped if shipped is not None else read_manifest(canonical_dir(spec.name) / "manifest.csv")
+    decoded = split_truth(spec.name, split)
     if verify:
-        expected = dict(zip(manifest["case_id"], manifest["mask_sha256"]))
-        wrong = sorted(c for c, (mask, _, _) in truth.items() if expected.get(c) != mask_sha256(mask))
+        wrong = decoded.mismatched
         if wrong:
             raise GroundTruthMismatchError(
                 spec.name, mismatched=wrong,
@@ -169,11 +176,11 @@ def _dataset_truth(name: str, split: str | None, verify: bool, progress: bool):
     provenance = {
         "dataset": spec.name, "split": split, "dataset_builder_version": spec.builder_version,
         "dataset_revision": spec.hub_revision or f"local build, builder v{spec.builder_version}",
-        "manifest_sha256": manifest_sha256(manifest), "manifest_pinned": shipped is not None,
+        "manifest_sha256": manifest_sha256(decoded.manifest), "manifest_pinned": decoded.pinned,
         "ground_truth_verified": verify, "spacing_unit": spec.spacing_unit,
         "roi": spec.roi,
     }
-    return truth, list(spec.classes), provenance
+    return dict(decoded.cases), list(spec.classes), provenance
 
 
 def _spacing_pair(value: Any, what: str, alternative: str = "") -> tuple[float, float]:
@@ -247,33 +254,43 @@ def _check_shapes(predictions: PredictionSet, truth: dict, resize: str | None) -
     predictions.rules["resize"] = f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"
 
 
+def _batches(truth: dict, num_classes: int, batch_size: int) -> list[tuple[bool, list[str]]]:
+    """Case ids in batches of one shape (and region of interest or none), each of at most ``batch_size``
+    cases and :data:`PIXELS_PER_BATCH` pixels x foreground classes (one case at least)."""
+    by_shape: dict[tuple, list[str]] = defaultdict(list)
+    for case_id in sorted(truth):
+        by_shape[(truth[case_id][0].shape, truth[case_id][2] is not None)].append(case_id)
+    batches = []
+    for ((height, width), has_roi), ids in by_shape.items():
+        per_batch = max(1, min(batch_size, PIXELS_PER_BATCH // max(1, height * width * (num_classes - 1))))
+        batches += [(has_roi, ids[i:i + per_batch]) for i in range(0, len(ids), per_batch)]
+    return batches
+
+
 def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metrics: list[str], device: torch.device,
            batch_size: int, progress: bool, with_lesions: bool, options: dict):
     from tqdm.auto import tqdm
 
-    by_shape: dict[tuple, list[str]] = defaultdict(list)
-    for case_id in sorted(truth):
-        has_roi = truth[case_id][2] is not None
-        by_shape[(truth[case_id][0].shape, has_roi)].append(case_id)
     num_classes = len(class_names)
     names = metrics + list(engine.COUNTS)
     values: dict[str, dict[str, np.ndarray]] = {}
     lesion_parts = []
-    batches = [(key, ids[i:i + batch_size]) for key, ids in by_shape.items() for i in range(0, len(ids), batch_size)]
-    for (_, has_roi), ids in tqdm(batches, desc="scoring", unit="batch", disable=not progress):
-        pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
-        target = torch.from_numpy(np.stack([truth[c][0] for c in ids])).to(device)
-        roi = torch.from_numpy(np.stack([truth[c][2] for c in ids])).to(device) if has_roi else None
-        spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64, device="cpu")
-        out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
-        for i, case_id in enumerate(ids):
-            values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
-        if with_lesions:
-            criteria = options["lesions"]
-            table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity, criteria.min_overlap,
-                                            spacing, criterion=criteria.criterion,
-                                            iou_threshold=criteria.iou_threshold, roi=roi)
-            lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))
+    with tqdm(total=len(truth), desc="scoring", unit="case", disable=not progress) as bar:
+        for has_roi, ids in _batches(truth, num_classes, batch_size):
+            pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
+            target = torch.from_numpy(np.stack([truth[c][0] for c in ids])).to(device)
+            roi = torch.from_numpy(np.stack([truth[c][2] for c in ids])).to(device) if has_roi else None
+            spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64, device="cpu")
+            out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
+            for i, case_id in enumerate(ids):
+                values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
+            if with_lesions:
+                criteria = options["lesions"]
+                table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity, criteria.min_overlap,
+                                                spacing, criterion=criteria.criterion,
+                                                iou_threshold=criteria.iou_threshold, roi=roi)
+                lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))
+            bar.update(len(ids))
     rows, count_rows = [], []
     for case_id in sorted(values):
         v = values[case_id]

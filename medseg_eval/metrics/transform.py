@@ -12,9 +12,9 @@ float64), so the values are those of the search wherever the nearest target is u
 targets are at the same real distance, the two float64 sums may differ in the last bit, and the
 search keeps the smaller one while the transform keeps one of them, as the references do.)
 
-The transform reads only a box: the rows from the first to the last that holds the image's targets
-or its queries, at full width. Every query's nearest target lies inside it, so the box's transform
-is exact there.
+The transform reads only a box, the rows and columns that hold elements of either boundary (as
+surface-distance crops to both masks' box): every query's nearest target lies inside it, so the
+box's transform is exact there.
 """
 
 from __future__ import annotations
@@ -66,37 +66,53 @@ def transform_where_cheaper(b: Boundaries, pending: torch.Tensor, d2: torch.Tens
     """
     if pending.device.type != "cpu" or len(pending) == 0:
         return pending
-    n, width = b.pairs, b.shape[1]
+    n = b.pairs
     image, row, col, spacing = b.image.numpy(), b.row.numpy(), b.col.numpy(), b.spacing.numpy()
     at = pending.numpy()
     # Elements are listed by image, row-major, and `pending` ascends: each image's elements, and the
-    # pending queries of each image, are one run, whose ends hold its first and last rows.
-    element_end = np.bincount(image, minlength=2 * n).cumsum()
-    query_end = np.bincount(image[at], minlength=2 * n).cumsum()
-    element_start, query_start = np.append(0, element_end[:-1]), np.append(0, query_end[:-1])
+    # pending queries of each image, are one run.
+    elements = np.bincount(image, minlength=2 * n)
+    queries = np.bincount(image[at], minlength=2 * n)
+    query_end = queries.cumsum()
+    query_start = query_end - queries
+    # The box of an image and its partner: the rows and columns that hold elements of either (the queries
+    # are some of the image's elements). A run's first and last elements hold its first and last rows.
+    top, left, bottom, right = _extents(row, col, elements)
     partner = np.roll(np.arange(2 * n), n)  # image i's partner: (i + n) mod 2n
-    queries = query_end - query_start
-    asks = queries > 0
-    top = np.where(asks, row[at[np.minimum(query_start, len(at) - 1)]], 0)
-    bottom = np.where(asks, row[at[np.maximum(query_end - 1, 0)]], 0)
-    top = np.minimum(top, row[element_start[partner].clip(max=len(row) - 1)])
-    bottom = np.maximum(bottom, row[(element_end[partner] - 1).clip(min=0)])
-    # The box: the rows from the first to the last of the partner's elements and the queries, all columns.
-    plan = asks & (queries * query_cost > (bottom - top + 1) * width + CALL_COST)
+    top, left = np.minimum(top, top[partner]), np.minimum(left, left[partner])
+    bottom, right = np.maximum(bottom, bottom[partner]), np.maximum(right, right[partner])
+    height, width = bottom - top + 1, right - left + 1
+    plan = (queries > 0) & (queries * query_cost > height * width + CALL_COST)
+    element_start = elements.cumsum() - elements
     for i in np.flatnonzero(plan).tolist():
-        p, t0, t1 = partner[i], top[i], bottom[i]
-        targets = slice(element_start[p], element_end[p])
-        grid = np.ones((t1 - t0 + 1) * width, dtype=bool)
-        grid[(row[targets] - t0) * width + col[targets]] = False
+        p, t0, l0, w = partner[i], top[i], left[i], width[i]
+        targets = slice(element_start[p], element_start[p] + elements[p])
+        grid = np.ones(height[i] * w, dtype=bool)
+        grid[(row[targets] - t0) * w + col[targets] - l0] = False
         sy, sx = spacing[i].tolist()
-        feature = ndimage.distance_transform_edt(grid.reshape(-1, width), sampling=(sy, sx),
+        feature = ndimage.distance_transform_edt(grid.reshape(-1, w), sampling=(sy, sx),
                                                  return_distances=False, return_indices=True)
         q = at[query_start[i]:query_end[i]]
-        qr, qc = row[q] - t0, col[q]
-        flat = qr * width + qc
+        qr, qc = row[q] - t0, col[q] - l0
+        flat = qr * w + qc
         dy = (feature[0].ravel()[flat] - qr).astype(np.float64) * sy
         dx = (feature[1].ravel()[flat] - qc).astype(np.float64) * sx
         d2[torch.from_numpy(q)] = torch.from_numpy(dy * dy + dx * dx)
     if not plan.any():
         return pending
     return torch.from_numpy(at[np.repeat(~plan, queries)])
+
+
+def _extents(row: np.ndarray, col: np.ndarray, elements: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per image, the first and last rows and columns of its elements (listed by image, row-major;
+    ``elements`` counts each image's); an image without elements gets an empty extent."""
+    end = elements.cumsum()
+    start = end - elements
+    held = elements > 0
+    top, bottom = np.full(len(elements), 1 << 40), np.full(len(elements), -(1 << 40))
+    left, right = top.copy(), bottom.copy()
+    if held.any():
+        top[held], bottom[held] = row[start[held]], row[end[held] - 1]
+        left[held] = np.minimum.reduceat(col, start[held])
+        right[held] = np.maximum.reduceat(col, start[held])
+    return top, left, bottom, right

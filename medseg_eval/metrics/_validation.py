@@ -161,6 +161,28 @@ def as_roi(roi: ArrayLike | None, shape: torch.Size, device: torch.device) -> to
     return roi.bool()
 
 
+def as_sizes(sizes: ArrayLike | None, shape: torch.Size) -> torch.Tensor | None:
+    """Return each case's own ``(height, width)`` as int64 ``[B, 2]`` on the CPU, each within the batch's
+    ``[B, H, W]`` (None: every case fills it).
+
+    Examples
+    --------
+    >>> as_sizes([[3, 4], [2, 5]], torch.Size([2, 3, 5])).tolist()
+    [[3, 4], [2, 5]]
+    """
+    if sizes is None:
+        return None
+    raw = np.asarray(sizes.detach().cpu() if isinstance(sizes, torch.Tensor) else sizes)
+    batch, height, width = shape
+    if raw.shape != (batch, 2) or raw.dtype.kind not in "iu":
+        raise ShapeMismatchError(f"`sizes` must be integers [B, 2] = [{batch}, 2] (each case's height and width), "
+                                 f"but got shape {raw.shape}, dtype {raw.dtype}.")
+    if (raw < 1).any() or (raw[:, 0] > height).any() or (raw[:, 1] > width).any():
+        raise ShapeMismatchError(f"`sizes` must lie between 1 and the batch's {height} x {width}, but got "
+                                 f"{raw.min(0).tolist()} to {raw.max(0).tolist()}.")
+    return torch.from_numpy(raw.astype(np.int64))
+
+
 def as_spacing(spacing: ArrayLike | Sequence[float] | None, batch: int) -> torch.Tensor:
     """Return spacing as float64 ``[B, 2]`` on the CPU (it is tiny and feeds CPU-side tables)."""
     if spacing is None:

@@ -11,6 +11,7 @@ from ._validation import (
     as_label_tensor,
     as_policy,
     as_roi,
+    as_sizes,
     as_spacing,
     check_num_classes,
     check_options,
@@ -54,6 +55,7 @@ def compute(
     tolerance: float = 2.0,
     empty: EmptyPolicy | None = None,
     lesions: LesionCriteria | None = None,
+    sizes: ArrayLike | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute several metrics at once, finding boundaries and distances once for all of them.
 
@@ -88,6 +90,12 @@ def compute(
     lesions
         :class:`~medseg_eval.metrics.lesions.LesionCriteria` of the lesion metrics (``lesion_recall,
         lesion_precision, lesion_f1, fp_objects``); default ``LesionCriteria()`` (8-connected, any overlap).
+    sizes
+        Optional integers ``[B, 2]``: each case's own ``(height, width)`` where cases of several sizes
+        are padded at the bottom and right into one batch (as :func:`medseg_eval.evaluate` does, to
+        score many sizes in few calls). Every value is then that of the case at its own size: the
+        padding lies outside the region of interest, and the empty-mask rule's image diagonal is the
+        case's own. Default: every case is ``H x W``.
 
     Returns
     -------
@@ -122,6 +130,14 @@ def compute(
     batch, height, width = pred_t.shape
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
     spacing_t = as_spacing(spacing, batch).to(pred_t.device)
+    sizes_t = as_sizes(sizes, pred_t.shape)
+    if sizes_t is not None:
+        rows = torch.arange(height, device=pred_t.device)[None, :, None] < sizes_t[:, 0, None, None].to(pred_t.device)
+        cols = torch.arange(width, device=pred_t.device)[None, None, :] < sizes_t[:, 1, None, None].to(pred_t.device)
+        roi_t = rows & cols if roi_t is None else roi_t & rows & cols
+    # Each case's own sides (float64, as the diagonal multiplies them by the spacing).
+    sides = (torch.tensor([[height, width]], dtype=torch.float64).expand(batch, 2) if sizes_t is None
+             else sizes_t.double()).to(pred_t.device)
 
     k = num_classes - 1
     out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
@@ -153,7 +169,8 @@ def compute(
             per_pair = spacing_t[cases].repeat_interleave(k, 0)
             sd = distances_between(frame_boundaries(bits, (height, width), per_pair, convention), convention)
             # Not torch.hypot, whose vectorized CPU kernel rounds some elements of a batch differently.
-            diagonal = sqrt_rn((height * per_pair[:, 0]) ** 2 + (width * per_pair[:, 1]) ** 2)
+            side = sides[cases].repeat_interleave(k, 0)
+            diagonal = sqrt_rn((side[:, 0] * per_pair[:, 0]) ** 2 + (side[:, 1] * per_pair[:, 1]) ** 2)
             for m in wanted:
                 values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
                 out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import math
 import platform
-from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -18,13 +20,13 @@ from .datasets.errors import ManifestMismatchError
 from .datasets.truth import split_truth
 from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
+    CaseReader,
     PredictionLabelError,
-    PredictionSet,
     PredictionShapeError,
     distinct_values,
     only_0_and_255,
+    open_predictions,
     preview,
-    read_predictions,
 )
 from .results import Results
 
@@ -89,23 +91,30 @@ def evaluate(
     resize
         ``"nearest"`` resizes predictions of another size to the ground truth's; default: an error.
     verify_ground_truth
-        Check every ground-truth mask against the manifest's sha256 first (default). Turning it
+        Check every ground-truth mask against the manifest's sha256 as it is decoded (default). Turning it
         off is recorded in the provenance.
     progress
         Show a progress bar counting the cases scored.
 
     Notes
     -----
-    A dataset's ground truth is decoded once per process and reused by later calls on the same
-    split while its files are unchanged (the last two splits used are kept; see
-    :mod:`medseg_eval.datasets.truth`). Prediction files are read in a few threads.
+    Memory follows the batches, not the number of cases: case ids and sizes are read first (files:
+    from their headers), then predictions and ground truth are decoded (in a few threads), checked
+    and hashed a run of cases at a time, in case order, and dropped once their batch is scored.
+    A dataset's stored masks are loaded once per process and reused by later calls on the same
+    split while its files are unchanged; its decoded masks are kept too while they fit (see
+    :mod:`medseg_eval.datasets.truth`). Targets given without ``num_classes`` are read twice: once
+    to count their classes, once to score them.
 
     Raises
     ------
-    MissingCasesError, UnknownCasesError, PredictionShapeError, PredictionLabelError, PredictionFormatError
-        On bad predictions, before anything is scored; each names the cases.
+    MissingCasesError, UnknownCasesError, PredictionShapeError
+        On bad case ids or sizes, before anything is scored; each names the cases.
+    PredictionLabelError, PredictionFormatError
+        On a prediction that cannot be read or holds no class ids, when its batch is read (no results
+        are returned); the first such case in sorted order is named.
     GroundTruthMismatchError
-        When the ground truth differs from the manifest (names the cases).
+        When the ground truth differs from the manifest, as it is decoded (names the cases).
 
     Examples
     --------
@@ -128,24 +137,31 @@ def evaluate(
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer (cases scored together), got {batch_size!r}.")
     provenance: dict[str, Any] = {}
-    if dataset is not None:
-        given = [k for k, v in (("spacing", spacing), ("num_classes", num_classes)) if v is not None]
-        if given:
-            raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's manifest; "
-                             "drop them, or score your own ground truth with `targets=`.")
-        truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth)
-        spec = get_spec(dataset)
-        predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names),
-                                       match=spec.match_file(sorted(truth)))
-    else:
-        truth, class_names, provenance = _own_truth(targets, spacing, num_classes)
-        predictions = read_predictions(preds, sorted(truth), num_classes=len(class_names))
-    _check_shapes(predictions, truth, resize)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device)
-    with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
-    per_case, counts, lesion_rows = _score(
-        predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
-        {"convention": convention, "percentile": percentile, "tolerance": tolerance, "empty": empty, "lesions": lesions})
+    with contextlib.ExitStack() as stack:  # unpacked zips live until every case is scored
+        targets_read = None
+        if dataset is not None:
+            given = [k for k, v in (("spacing", spacing), ("num_classes", num_classes)) if v is not None]
+            if given:
+                raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's "
+                                 "manifest; drop them, or score your own ground truth with `targets=`.")
+            truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth)
+            ids = sorted(truth.shapes)
+            predictions = stack.enter_context(open_predictions(preds, ids, num_classes=len(class_names),
+                                                               match=get_spec(dataset).match_file(ids)))
+        else:
+            truth, class_names, provenance, targets_read = _own_truth(targets, spacing, num_classes, stack)
+            predictions = stack.enter_context(open_predictions(preds, sorted(truth.shapes),
+                                                               num_classes=len(class_names)))
+        resized = _check_shapes(predictions.shapes, truth.shapes, resize)
+        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto"
+                           else device)
+        with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
+        per_case, counts, lesion_rows = _score(
+            predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
+            {"convention": convention, "percentile": percentile, "tolerance": tolerance, "empty": empty,
+             "lesions": lesions})
+    if targets_read is not None:
+        provenance["targets_sha256"] = targets_read.sha256
     from . import __version__
 
     provenance.update({
@@ -155,32 +171,46 @@ def evaluate(
         "metrics": engine_metrics, "convention": convention,
         "convention_reproduces": engine.CONVENTION_SPECS[convention].reference,
         "empty_policy": empty.as_dict(), "percentile": percentile, "tolerance": tolerance,
-        "lesion_criteria": lesions.as_dict() if with_lesions else None, "resize": resize, "prediction_rules": predictions.rules,
+        "lesion_criteria": lesions.as_dict() if with_lesions else None, "resize": resize,
+        "prediction_rules": {**predictions.rules, **resized},
         "predictions_source": predictions.source, "predictions_sha256": predictions.sha256,
-        "num_cases": len(truth), "classes": list(class_names),
+        "num_cases": len(truth.shapes), "classes": list(class_names),
     })
     return Results(per_case, counts, provenance, lesion_rows)
 
 
-def _dataset_truth(name: str, split: str | None, verify: bool):
+@dataclass(frozen=True)
+class _GroundTruth:
+    """What scoring needs of the ground truth before decoding it, and how to decode a few cases."""
+
+    shapes: dict[str, tuple[int, int]]
+    spacing: dict[str, tuple[float, float]]
+    has_roi: bool
+    read: Callable[[list[str]], list[tuple[np.ndarray, np.ndarray | None]]]
+
+
+def _dataset_truth(name: str, split: str | None, verify: bool) -> tuple[_GroundTruth, list[str], dict[str, Any]]:
     spec = get_spec(name)
     split = spec.check_split(split or spec.test_split)
-    decoded = split_truth(spec.name, split)
-    if verify:
-        wrong = decoded.mismatched
+    stored = split_truth(spec.name, split)
+
+    def read(ids: list[str]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        cases, wrong = stored.read(ids, verify=verify)  # each mask checked as it is decoded
         if wrong:
             raise GroundTruthMismatchError(
                 spec.name, mismatched=wrong,
                 hint=f"The ground truth in use is not the canonical one; rebuild it (medseg-eval datasets build "
                      f"{spec.name} ...) or pass verify_ground_truth=False to score it anyway (recorded).")
+        return cases
+
     provenance = {
         "dataset": spec.name, "split": split, "dataset_builder_version": spec.builder_version,
         "dataset_revision": spec.hub_revision or f"local build, builder v{spec.builder_version}",
-        "manifest_sha256": manifest_sha256(decoded.manifest), "manifest_pinned": decoded.pinned,
+        "manifest_sha256": manifest_sha256(stored.manifest), "manifest_pinned": stored.pinned,
         "ground_truth_verified": verify, "spacing_unit": spec.spacing_unit,
         "roi": spec.roi,
     }
-    return dict(decoded.cases), list(spec.classes), provenance
+    return _GroundTruth(stored.shapes, stored.spacing, stored.has_roi, read), list(spec.classes), provenance
 
 
 def _spacing_pair(value: Any, what: str, alternative: str = "") -> tuple[float, float]:
@@ -194,103 +224,156 @@ def _spacing_pair(value: Any, what: str, alternative: str = "") -> tuple[float, 
     return tuple(pair[0].tolist())
 
 
-def _own_truth(targets: Any, spacing, num_classes: int | None):
+def _own_truth(targets: Any, spacing: Any, num_classes: int | None,
+               stack: contextlib.ExitStack) -> tuple[_GroundTruth, list[str], dict[str, Any], CaseReader]:
+    """The caller's ground truth, read as the predictions are; ``targets_sha256`` is known once it is scored."""
     inferred = num_classes is None
     if inferred:
-        found = read_predictions(targets, None, num_classes=256, name="targets")
-        top = max((int(m.max()) for m in found.masks.values() if m.size), default=0)
-        # Binary masks saved as {0, 255} are two classes (and are read as {0, 1}), not 256.
-        if top == 255 and not all(only_0_and_255(m) for m in found.masks.values()):
-            values = set().union(*(distinct_values(m).tolist() for m in found.masks.values()))
-            mixed = sorted(c for c, m in found.masks.items() if not m.size or m.max() != 255)
-            raise PredictionLabelError(
-                f"targets: some masks hold 255 and others {sorted(values - {0, 255})[:5]} (e.g. {preview(mixed, 3)}): "
-                "save every binary mask the same way ({0, 1} or {0, 255}), or give `num_classes`.")
-        num_classes = 2 if top in (0, 255) else top + 1
-        # The labels read are converted to num_classes' (e.g. {0, 255} -> {0, 1}); the files are not read twice.
-        read, source = read_predictions(found.masks, None, num_classes=num_classes, name="targets"), found.source
+        found = stack.enter_context(open_predictions(targets, None, num_classes=256, name="targets"))
+        num_classes = _infer_classes(found)
+        # The labels read are converted to num_classes' (e.g. {0, 255} -> {0, 1}) when they are scored.
+        read = found.relabel(num_classes)
     else:
-        read = read_predictions(targets, None, num_classes=num_classes, name="targets")
-        source = read.source
+        read = stack.enter_context(open_predictions(targets, None, num_classes=num_classes, name="targets"))
 
     if isinstance(spacing, Mapping):
         given = {str(c) for c in spacing}
-        missing, extra = sorted(set(read.masks) - given), sorted(given - set(read.masks))
+        missing, extra = sorted(set(read.ids) - given), sorted(given - set(read.ids))
         if missing:
             raise engine.SpacingError(f"`spacing` has no entry for {len(missing)} case(s): {preview(missing)}; "
                                       "give one (sy, sx) per case id, or one pair for all.")
         # A case id the targets lack is most often a misspelt one (an extension, a prefix): refused, not ignored.
         if extra:
             raise engine.SpacingError(f"`spacing` has entries for {len(extra)} case(s) the targets lack: "
-                                      f"{preview(extra)} (targets' case ids look like {preview(sorted(read.masks), 3)}); "
+                                      f"{preview(extra)} (targets' case ids look like {preview(read.ids, 3)}); "
                                       "give exactly one (sy, sx) per case id of the targets.")
         pairs = {str(c): _spacing_pair(v, f"`spacing` of case {str(c)!r}") for c, v in spacing.items()}
     else:
         every = (1.0, 1.0) if spacing is None else _spacing_pair(spacing, "`spacing`",
                                                                   ", or a dict case id -> (sy, sx)")
-        pairs = dict.fromkeys(read.masks, every)
-    truth = {c: (m, pairs[c], None) for c, m in read.masks.items()}
-    provenance = {"dataset": None, "targets_sha256": read.sha256, "targets_source": source,
+        pairs = dict.fromkeys(read.ids, every)
+    truth = _GroundTruth(read.shapes, pairs, False, lambda ids: [(m, None) for m in read.read(ids)])
+    provenance = {"dataset": None, "targets_sha256": None, "targets_source": read.source,
                   "num_classes_inferred": inferred, "spacing_unit": "as given" if spacing is not None else "pixel"}
-    return truth, [str(c) for c in range(num_classes)], provenance
+    return truth, [str(c) for c in range(num_classes)], provenance, read
 
 
-def _check_shapes(predictions: PredictionSet, truth: dict, resize: str | None) -> None:
-    wrong = sorted(c for c, m in predictions.masks.items() if m.shape != truth[c][0].shape)
+def _infer_classes(found: CaseReader) -> int:
+    """The number of classes of targets read with 256 (largest label + 1; {0, 255} masks are two classes),
+    from one pass over them, a window at a time."""
+    top, binary, values, mixed = 0, True, set(), []
+    for window in _windows(found.ids, found.shapes):
+        for case_id, mask in zip(window, found.read(window)):
+            top = max(top, int(mask.max())) if mask.size else top
+            if not only_0_and_255(mask):
+                binary = False
+                values.update(distinct_values(mask).tolist())
+            if not mask.size or mask.max() != 255:
+                mixed.append(case_id)
+    # Binary masks saved as {0, 255} are two classes (and are read as {0, 1}), not 256.
+    if top == 255 and not binary:
+        raise PredictionLabelError(
+            f"targets: some masks hold 255 and others {sorted(values - {0, 255})[:5]} (e.g. {preview(mixed, 3)}): "
+            "save every binary mask the same way ({0, 1} or {0, 255}), or give `num_classes`.")
+    return 2 if top in (0, 255) else top + 1
+
+
+def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[str, tuple[int, int]],
+                  resize: str | None) -> dict[str, str]:
+    """The rule recorded for ``resize`` (none when every size matches), or the error naming the cases."""
+    wrong = sorted(c for c, shape in pred_shapes.items() if shape != truth_shapes[c])
     if not wrong:
-        return
+        return {}
     if resize is None:
-        examples = ", ".join(f"{c} ({predictions.masks[c].shape[0]}x{predictions.masks[c].shape[1]} vs "
-                             f"{truth[c][0].shape[0]}x{truth[c][0].shape[1]})" for c in wrong[:3])
+        examples = ", ".join(f"{c} ({pred_shapes[c][0]}x{pred_shapes[c][1]} vs "
+                             f"{truth_shapes[c][0]}x{truth_shapes[c][1]})" for c in wrong[:3])
         raise PredictionShapeError(
             f"{len(wrong)} prediction(s) differ in size from their ground truth: {examples}"
             f"{', ...' if len(wrong) > 3 else ''}. Ground truth is scored at its canonical resolution: predict at "
             'that size, or pass resize="nearest" to resize the predictions (recorded).')
-    from PIL import Image
-
-    for c in wrong:
-        h, w = truth[c][0].shape
-        predictions.masks[c] = np.asarray(Image.fromarray(predictions.masks[c]).resize((w, h), Image.NEAREST))
-    predictions.rules["resize"] = f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"
+    return {"resize": f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"}
 
 
-def _batches(truth: dict, num_classes: int, batch_size: int) -> list[tuple[bool, list[str]]]:
-    """Case ids in batches of one shape (and region of interest or none), each of at most ``batch_size``
-    cases and :data:`PIXELS_PER_BATCH` pixels x foreground classes (one case at least)."""
-    by_shape: dict[tuple, list[str]] = defaultdict(list)
-    for case_id in sorted(truth):
-        by_shape[(truth[case_id][0].shape, truth[case_id][2] is not None)].append(case_id)
-    batches = []
-    for ((height, width), has_roi), ids in by_shape.items():
-        per_batch = max(1, min(batch_size, PIXELS_PER_BATCH // max(1, height * width * (num_classes - 1))))
-        batches += [(has_roi, ids[i:i + per_batch]) for i in range(0, len(ids), per_batch)]
-    return batches
+def _windows(ids: list[str], shapes: dict[str, tuple[int, int]]) -> list[list[str]]:
+    """``ids`` in runs read together: at most :data:`PIXELS_PER_BATCH` pixels each (one case at least)."""
+    windows: list[list[str]] = [[]]
+    pixels = 0
+    for case_id in ids:
+        size = shapes[case_id][0] * shapes[case_id][1]
+        if windows[-1] and pixels + size > PIXELS_PER_BATCH:
+            windows.append([])
+            pixels = 0
+        windows[-1].append(case_id)
+        pixels += size
+    return windows if windows[-1] else []
 
 
-def _score(predictions: PredictionSet, truth: dict, class_names: list[str], metrics: list[str], device: torch.device,
-           batch_size: int, progress: bool, with_lesions: bool, options: dict):
+def _plan(shapes: dict[str, tuple[int, int]], num_classes: int,
+          batch_size: int) -> list[tuple[list[str], list[list[str]]]]:
+    """The order of work: runs of cases read in case order, each followed by the batches then scored.
+
+    A batch holds cases of one shape, at most ``batch_size`` of them and :data:`PIXELS_PER_BATCH`
+    pixels x foreground classes (one case at least). Cases read wait for their batch to fill; when
+    more than :data:`PIXELS_PER_BATCH` pixels wait, the largest group is scored as it is. Cases held
+    decoded at once are thus one run read plus at most that many pixels, whatever the number of cases.
+    """
+    waiting: dict[tuple[int, int], list[str]] = {}
+    steps = []
+    windows = _windows(sorted(shapes), shapes)
+    for step, window in enumerate(windows):
+        batches = []
+        for case_id in window:
+            shape = shapes[case_id]
+            waiting.setdefault(shape, []).append(case_id)
+            if len(waiting[shape]) >= max(1, min(batch_size, PIXELS_PER_BATCH // max(1, math.prod(shape) * (num_classes - 1)))):
+                batches.append(waiting.pop(shape))
+        held = {shape: len(ids) * shape[0] * shape[1] for shape, ids in waiting.items()}
+        while held and (sum(held.values()) > PIXELS_PER_BATCH or step == len(windows) - 1):
+            largest = max(held, key=held.get) if step < len(windows) - 1 else next(iter(held))
+            batches.append(waiting.pop(largest))
+            del held[largest]
+        steps.append((window, batches))
+    return steps
+
+
+def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str], metrics: list[str],
+           device: torch.device, batch_size: int, progress: bool, with_lesions: bool, options: dict):
     from tqdm.auto import tqdm
 
     num_classes = len(class_names)
     names = metrics + list(engine.COUNTS)
     values: dict[str, dict[str, np.ndarray]] = {}
     lesion_parts = []
-    with tqdm(total=len(truth), desc="scoring", unit="case", disable=not progress) as bar:
-        for has_roi, ids in _batches(truth, num_classes, batch_size):
-            pred = torch.from_numpy(np.stack([predictions.masks[c] for c in ids])).to(device)
-            target = torch.from_numpy(np.stack([truth[c][0] for c in ids])).to(device)
-            roi = torch.from_numpy(np.stack([truth[c][2] for c in ids])).to(device) if has_roi else None
-            spacing = torch.tensor([truth[c][1] for c in ids], dtype=torch.float64, device="cpu")
-            out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi, **options)
-            for i, case_id in enumerate(ids):
-                values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
-            if with_lesions:
-                criteria = options["lesions"]
-                table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity, criteria.min_overlap,
-                                                spacing, criterion=criteria.criterion,
-                                                iou_threshold=criteria.iou_threshold, roi=roi)
-                lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))
-            bar.update(len(ids))
+    held: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # decoded, waiting for their batch
+    with tqdm(total=len(truth.shapes), desc="scoring", unit="case", disable=not progress) as bar:
+        for window, batches in _plan(truth.shapes, num_classes, batch_size):
+            masks, targets = predictions.read(window), truth.read(window)
+            for case_id, mask, (target, roi) in zip(window, masks, targets):
+                if mask.shape != target.shape:  # resize="nearest", checked before scoring
+                    from PIL import Image
+
+                    mask = np.asarray(Image.fromarray(mask).resize(target.shape[::-1], Image.NEAREST))
+                held[case_id] = (mask, target, roi)
+            del masks, targets
+            for ids in batches:
+                cases = [held.pop(c) for c in ids]
+                pred = torch.from_numpy(np.stack([m for m, _, _ in cases])).to(device)
+                target = torch.from_numpy(np.stack([t for _, t, _ in cases])).to(device)
+                roi = torch.from_numpy(np.stack([r for _, _, r in cases])).to(device) if truth.has_roi else None
+                del cases
+                spacing = torch.tensor([truth.spacing[c] for c in ids], dtype=torch.float64, device="cpu")
+                out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi,
+                                     **options)
+                for i, case_id in enumerate(ids):
+                    values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
+                if with_lesions:
+                    criteria = options["lesions"]
+                    table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity,
+                                                    criteria.min_overlap, spacing, criterion=criteria.criterion,
+                                                    iou_threshold=criteria.iou_threshold, roi=roi)
+                    lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))
+                del pred, target, roi, out
+                bar.update(len(ids))
     rows, count_rows = [], []
     for case_id in sorted(values):
         v = values[case_id]

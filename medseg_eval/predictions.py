@@ -5,61 +5,45 @@ TIFF, NPY, NPZ, NIfTI), with or without the dataset's suffixes; an array or tens
 the split's order (sorted case ids); probabilities or logits ``[N, C, H, W]`` or ``[C, H, W]`` per
 case; a Hugging Face dataset with ``case_id`` and ``mask`` columns. Every conversion that changes
 values (argmax, threshold, {0, 255} -> {0, 1}) is recorded in :class:`PredictionSet.rules`.
+
+:func:`open_predictions` reads the case ids and each label map's size first (files: from their
+headers) and the label maps themselves a few cases at a time (:meth:`CaseReader.read`), so that
+scoring holds a batch of them, not all; :func:`read_predictions` reads them all at once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import re
 import tempfile
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ._parallel import map_in_threads
+from .labels import distinct_values, label_shape, only_0_and_255, to_array, to_labels
+from .prediction_errors import (
+    MissingCasesError,
+    PredictionError,
+    PredictionFormatError,
+    PredictionLabelError,
+    PredictionShapeError,
+    UnknownCasesError,
+    preview,
+)
+from .prediction_files import SUFFIXES, file_shape, find_files, read_file
 
-#: File types read from a folder or zip (JPEG is refused: lossy compression changes labels).
-SUFFIXES = (".png", ".gif", ".bmp", ".tif", ".tiff", ".npy", ".npz", ".nii.gz", ".nii")
-# Suffixes people append to a case id when saving a mask; stripped when matching file names.
-_COMMON_SUFFIXES = re.compile(r"(_(pred|prediction|mask|seg|segmentation|label|labels|gt))+$", re.IGNORECASE)
-# Values counted at a time by distinct_values (counting widens them to 8 bytes each).
-_BLOCK = 1 << 20
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
-
-class PredictionError(ValueError):
-    """Base class of every error about predictions (or user-given targets)."""
-
-
-class MissingCasesError(PredictionError):
-    """Cases of the split have no prediction."""
-
-
-class UnknownCasesError(PredictionError):
-    """Predictions for case ids the split does not have."""
-
-
-class PredictionShapeError(PredictionError):
-    """A prediction's size differs from its ground truth's, or its array has an unusable shape."""
-
-
-class PredictionLabelError(PredictionError):
-    """A prediction holds values that are not class ids (negative, too large, fractional, NaN)."""
-
-
-class PredictionFormatError(PredictionError):
-    """A prediction file cannot be read, or the input type is not one of the accepted forms."""
-
-
-def preview(ids: Sequence[str], shown: int = 5) -> str:
-    """``a, b, c, ... (N in all)``: a few ids and the count."""
-    ids = list(ids)
-    head = ", ".join(ids[:shown])
-    return f"{head}, ... ({len(ids)} in all)" if len(ids) > shown else head
+__all__ = ["SUFFIXES", "CaseReader", "MissingCasesError", "PredictionError", "PredictionFormatError",
+           "PredictionLabelError", "PredictionSet", "PredictionShapeError", "UnknownCasesError", "check_ids",
+           "distinct_values", "only_0_and_255", "open_predictions", "preview", "read_file", "read_predictions",
+           "to_labels"]
 
 
 @dataclass
@@ -72,9 +56,102 @@ class PredictionSet:
     source: str = ""
 
 
-def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes: int,
-                     match: Callable[[str], str | None] | None = None, name: str = "predictions") -> PredictionSet:
-    """Read ``preds`` into label maps for exactly ``case_ids``.
+class CaseReader:
+    """Predictions whose case ids and label-map sizes are known, read a few cases at a time, in case order.
+
+    Made by :func:`open_predictions`, used as a context manager (an unpacked zip lives until it
+    closes). Each case is decoded, checked and hashed when :meth:`read` asks for it, in threads,
+    and the reader keeps nothing of it: memory follows what the caller holds.
+
+    Attributes
+    ----------
+    ids
+        The case ids, sorted: the order :meth:`read` goes through.
+    shapes
+        Each case's label-map size ``(H, W)``, known before any is decoded.
+    rules
+        The conversions applied so far (complete once every case is read), merged in case order.
+    source
+        Where the predictions came from (a path, ``"dict"``, ...).
+    """
+
+    def __init__(self, items: Mapping[str, Any], load: Callable[[Any], Any], *, num_classes: int, name: str,
+                 source: str, rules: Mapping[str, str] | None = None, stack: contextlib.ExitStack | None = None,
+                 shapes: Mapping[str, tuple[int, int]] | None = None) -> None:
+        self.ids = sorted(items)
+        self.rules = dict(rules or {})
+        self.source, self.num_classes, self.name = source, num_classes, name
+        self._items, self._load = items, load
+        self._stack = stack or contextlib.ExitStack()
+        self._read, self._digest = 0, hashlib.sha256()
+        self.shapes = dict(shapes) if shapes is not None else dict(zip(self.ids, map_in_threads(self._shape, self.ids)))
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def read(self, ids: Sequence[str]) -> list[np.ndarray]:
+        """The label maps of the next cases ``ids`` (decoded and checked in threads), recording their rules
+        and adding them to the hash.
+
+        Raises
+        ------
+        PredictionFormatError, PredictionLabelError, PredictionShapeError
+            For the first bad case among ``ids`` (naming it); ``RuntimeError`` when ``ids`` are not the
+            next cases in order.
+        """
+        ids = list(ids)
+        if ids != self.ids[self._read:self._read + len(ids)]:
+            raise RuntimeError(f"{self.name}: cases are read once each, in sorted order; the next are "
+                               f"{preview(self.ids[self._read:], 3)}, not {preview(ids, 3)}.")
+        converted = map_in_threads(self._convert, ids)
+        masks = []
+        for case_id, (mask, applied) in zip(ids, converted):
+            if mask.shape != self.shapes[case_id]:
+                raise PredictionShapeError(f"{self.name} for {case_id}: its header gives a "
+                                           f"{'x'.join(map(str, self.shapes[case_id]))} label map, but it holds "
+                                           f"{'x'.join(map(str, mask.shape))}; save it again.")
+            self.rules.update(applied)  # merged in case order: the record does not depend on timing
+            self._digest.update(f"{case_id}\n{mask.shape}\n".encode())
+            self._digest.update(np.ascontiguousarray(mask, dtype=np.uint8 if self.num_classes <= 256 else np.int64))
+            masks.append(mask)
+        self._read += len(ids)
+        return masks
+
+    @property
+    def sha256(self) -> str:
+        """sha256 over every case in order (its id, size and labels); known once every case is read."""
+        if self._read < len(self.ids):
+            raise RuntimeError(f"{self.name}: the hash covers every case; {len(self.ids) - self._read} are not read yet.")
+        return self._digest.hexdigest()
+
+    def relabel(self, num_classes: int) -> CaseReader:
+        """The same cases read again, the label maps this reader gives converted for ``num_classes``
+        (e.g. {0, 255} read with 256 classes, then as {0, 1} with 2). Lives as long as this reader."""
+        return CaseReader({c: c for c in self.ids}, lambda c: self._convert(c)[0], num_classes=num_classes,
+                          name=self.name, source=self.source, shapes=self.shapes)
+
+    def _convert(self, case_id: str) -> tuple[np.ndarray, dict[str, str]]:
+        applied: dict[str, str] = {}  # one per case, merged in case order
+        return to_labels(self._load(self._items[case_id]), case_id, self.num_classes, applied, self.name), applied
+
+    def _shape(self, case_id: str) -> tuple[int, int]:
+        item = self._items[case_id]
+        if isinstance(item, Path):
+            shape = label_shape(file_shape(item))
+        elif type(item).__module__.startswith("PIL.") and item.mode in ("1", "L", "P", "I", "F"):
+            shape = (item.height, item.width)
+        else:
+            shape = label_shape(tuple(item.shape)) if hasattr(item, "shape") else None
+        # A shape to_labels refuses, or an item without one: converting it says why (or gives its size).
+        return shape if shape is not None else self._convert(case_id)[0].shape
+
+
+def open_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes: int,
+                     match: Callable[[str], str | None] | None = None, name: str = "predictions") -> CaseReader:
+    """Open ``preds`` as a :class:`CaseReader` for exactly ``case_ids``: ids and sizes now, labels when read.
 
     Parameters
     ----------
@@ -92,24 +169,20 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
 
     Raises
     ------
-    MissingCasesError, UnknownCasesError, PredictionShapeError, PredictionLabelError, PredictionFormatError
-        Missing and unknown cases before any file is read; then the first bad case in sorted order.
-
-    Notes
-    -----
-    Files are decoded and checked in a few threads (decoders release the GIL); the result, its
-    rules and its hash do not depend on them.
+    MissingCasesError, UnknownCasesError, PredictionFormatError
+        Missing and unknown cases before any file is opened; then a file whose header cannot be read.
 
     Examples
     --------
     >>> import numpy as np
-    >>> p = read_predictions({"a": np.array([[0, 255]]), "b": np.zeros((1, 2))}, ["a", "b"], num_classes=2)
-    >>> p.masks["a"].tolist(), p.rules
-    ([[0, 1]], {'values_0_255': 'binary masks saved as {0, 255} read as {0, 1}'})
+    >>> with open_predictions({"b": np.zeros((1, 2)), "a": np.array([[0, 255]])}, ["a", "b"], num_classes=2) as p:
+    ...     p.shapes, [m.tolist() for m in p.read(["a"])], p.rules
+    ({'a': (1, 2), 'b': (1, 2)}, [[[0, 1]]], {'values_0_255': 'binary masks saved as {0, 255} read as {0, 1}'})
     """
     rules: dict[str, str] = {}
     load: Callable[[Any], Any] = _as_is
-    with contextlib.ExitStack() as stack:  # an unpacked zip lives until its files are read
+    stack = contextlib.ExitStack()  # an unpacked zip lives until the reader closes
+    try:
         if isinstance(preds, (str, Path)):
             path = Path(preds).expanduser()
             if path.is_file() and zipfile.is_zipfile(path):
@@ -119,9 +192,9 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
                         z.extractall(tmp)
                 except (zipfile.BadZipFile, OSError) as err:
                     raise PredictionFormatError(f"{name}: cannot unpack {path} ({err}); zip the files again.") from err
-                raw, load = _find_files(Path(tmp), case_ids, match, name), read_file
+                raw, load = find_files(Path(tmp), case_ids, match, name), read_file
             elif path.is_dir():
-                raw, load = _find_files(path, case_ids, match, name), read_file
+                raw, load = find_files(path, case_ids, match, name), read_file
             else:
                 raise PredictionFormatError(f"{name}: {path} is neither a folder nor a zip file of predictions.")
             source = str(path)
@@ -134,7 +207,7 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
                                             f"{sorted(missing)}.")
             raw, source = _unique_ids(preds["case_id"], preds["mask"], name), "datasets.Dataset"
         elif _is_array(preds):
-            array = _to_numpy(preds, name)
+            array = to_array(preds, name)
             if case_ids is None:  # zero-padded, so that the ids sort in row order
                 case_ids = [f"{i:0{len(str(max(len(array) - 1, 0)))}d}" for i in range(len(array))]
             if array.shape[0] != len(case_ids) or array.ndim not in (3, 4):
@@ -153,21 +226,36 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
             check_ids(raw, case_ids, name)
         elif not raw:
             raise PredictionFormatError(f"{name}: no cases found in {source}; there is nothing to score.")
+        return CaseReader(raw, load, num_classes=num_classes, name=name, source=source, rules=rules, stack=stack)
+    except BaseException:
+        stack.close()
+        raise
 
-        def convert(case_id: str) -> tuple[np.ndarray, dict[str, str]]:
-            applied: dict[str, str] = {}  # one per case, merged in case order: the record does not depend on timing
-            return to_labels(load(raw[case_id]), case_id, num_classes, applied, name), applied
 
-        ids = sorted(raw)
-        converted = map_in_threads(convert, ids)
-    digest = hashlib.sha256()
-    masks = {}
-    for case_id, (mask, applied) in zip(ids, converted):
-        rules.update(applied)
-        masks[case_id] = mask
-        digest.update(f"{case_id}\n{mask.shape}\n".encode())
-        digest.update(np.ascontiguousarray(mask, dtype=np.uint8 if num_classes <= 256 else np.int64))  # no copy
-    return PredictionSet(masks, rules, digest.hexdigest(), source)
+def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes: int,
+                     match: Callable[[str], str | None] | None = None, name: str = "predictions") -> PredictionSet:
+    """Read ``preds`` into label maps for exactly ``case_ids``, all at once (see :func:`open_predictions`).
+
+    Raises
+    ------
+    MissingCasesError, UnknownCasesError, PredictionShapeError, PredictionLabelError, PredictionFormatError
+        Missing and unknown cases before any file is read; then the first bad case in sorted order.
+
+    Notes
+    -----
+    Files are decoded and checked in a few threads (decoders release the GIL); the result, its
+    rules and its hash do not depend on them.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = read_predictions({"a": np.array([[0, 255]]), "b": np.zeros((1, 2))}, ["a", "b"], num_classes=2)
+    >>> p.masks["a"].tolist(), p.rules
+    ([[0, 1]], {'values_0_255': 'binary masks saved as {0, 255} read as {0, 1}'})
+    """
+    with open_predictions(preds, case_ids, num_classes=num_classes, match=match, name=name) as reader:
+        masks = dict(zip(reader.ids, reader.read(reader.ids)))
+        return PredictionSet(masks, reader.rules, reader.sha256, reader.source)
 
 
 def check_ids(found: Mapping[str, Any], case_ids: Sequence[str], name: str) -> None:
@@ -185,147 +273,6 @@ def check_ids(found: Mapping[str, Any], case_ids: Sequence[str], name: str) -> N
             f"The split's ids look like {preview(sorted(expected), 3)}; check the split and the file names.")
 
 
-def to_labels(value: Any, case_id: str, num_classes: int, rules: dict[str, str], name: str) -> np.ndarray:
-    """One prediction (labels ``[H, W]`` or scores ``[C, H, W]``) as an integer label map ``[H, W]``."""
-    array = _to_numpy(value, f"{name} for {case_id}")
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
-        raise PredictionShapeError(f"{name} for {case_id}: an RGB image {array.shape}; save label maps as one "
-                                   "channel of class ids.")
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8)
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise PredictionLabelError(f"{name} for {case_id}: holds NaN or infinite values; fix the model output before "
-                                   "scoring.")
-    if array.ndim == 3:
-        if array.shape[0] == 1:
-            array = array[0]  # labels with a channel axis, or one channel of foreground probabilities
-            if num_classes == 2 and np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
-                if array.min() < 0 or array.max() > 1:
-                    raise PredictionLabelError(
-                        f"{name} for {case_id}: one-channel scores must be probabilities in [0, 1], but range from "
-                        f"{array.min():.3g} to {array.max():.3g}; apply a sigmoid to logits first.")
-                rules["threshold"] = "one-channel scores: foreground where > 0.5"
-                array = (array > 0.5).astype(np.uint8)
-        else:
-            if array.shape[0] != num_classes:
-                raise PredictionShapeError(f"{name} for {case_id}: {array.shape[0]} score channels, but the dataset "
-                                           f"has {num_classes} classes.")
-            rules["argmax"] = "class scores [C, H, W]: argmax over C"
-            array = array.argmax(0)
-    if array.ndim != 2:
-        raise PredictionShapeError(f"{name} for {case_id}: expected labels [H, W] or scores [C, H, W], got {array.shape}.")
-    if np.issubdtype(array.dtype, np.floating):
-        if not np.array_equal(array, np.round(array)):
-            raise PredictionLabelError(
-                f"{name} for {case_id}: fractional values (e.g. {array[array != np.round(array)].flat[0]:.3g}); "
-                "give class ids, or probabilities as [C, H, W] / [N, C, H, W] so the rule is explicit.")
-    elif not np.issubdtype(array.dtype, np.integer):
-        raise PredictionLabelError(f"{name} for {case_id}: dtype {array.dtype} holds no class ids.")
-    # Linear passes (min, max, counts), not np.unique's sort, which took a third of the time to score a folder.
-    if num_classes == 2 and array.size and array.max() == 255 and only_0_and_255(array):
-        rules["values_0_255"] = "binary masks saved as {0, 255} read as {0, 1}"
-        array = (array == 255).view(np.uint8)  # NumPy's bools are the bytes 0 and 1: no second copy
-    elif array.size and (array.min() < 0 or array.max() >= num_classes):
-        bad = [int(v) for v in distinct_values(array[(array < 0) | (array >= num_classes)])]
-        raise PredictionLabelError(
-            f"{name} for {case_id}: values {bad[:5]} are not class ids 0..{num_classes - 1}. "
-            + ("A binary mask saved as {0, 255} is accepted; other scalings are not." if num_classes == 2 else ""))
-    return np.ascontiguousarray(array, dtype=np.uint8 if num_classes <= 256 else np.int64)
-
-
-def only_0_and_255(array: np.ndarray) -> bool:
-    """Whether every value of ``array`` is 0 or 255 (a binary mask saved for viewing), in two linear passes.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> only_0_and_255(np.array([0, 255, 255])), only_0_and_255(np.array([0, 255, -255]))
-    (True, False)
-    """
-    return bool(np.count_nonzero(array) == np.count_nonzero(array == 255))
-
-
-def distinct_values(array: np.ndarray) -> np.ndarray:
-    """The sorted distinct values of ``array``, as ``np.unique`` gives them.
-
-    Integers within a range no wider than the array's size (every label map) are counted in
-    linear time, a block at a time so that memory stays small; other values are sorted.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> distinct_values(np.array([[3, 0], [3, -2]], dtype=np.int8)).tolist()
-    [-2, 0, 3]
-    """
-    array = np.asarray(array)
-    if array.dtype == np.bool_ or not np.issubdtype(array.dtype, np.integer) or array.size == 0:
-        return np.unique(array)
-    lo, hi = int(array.min()), int(array.max())
-    wide = np.iinfo(np.int64)
-    if hi - lo > max(array.size, 256) or lo < wide.min or hi > wide.max:
-        return np.unique(array)
-    flat = array.reshape(-1)
-    counts = np.zeros(hi - lo + 1, dtype=np.int64)
-    for start in range(0, flat.size, _BLOCK):
-        counts += np.bincount(flat[start:start + _BLOCK].astype(np.int64) - lo, minlength=counts.size)
-    return (np.flatnonzero(counts) + lo).astype(array.dtype)
-
-
-def read_file(path: Path) -> np.ndarray:
-    """One prediction file as an array (images as stored: palette indices, grey levels)."""
-    suffix = "".join(path.suffixes[-2:]).lower() if path.name.lower().endswith(".nii.gz") else path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as data:
-                if len(data.files) != 1:
-                    raise PredictionFormatError(f"{path}: an .npz prediction must hold one array, it holds {data.files}.")
-                return data[data.files[0]]
-        if suffix in (".nii", ".nii.gz"):
-            import nibabel as nib
-
-            data = np.asarray(nib.load(path).dataobj)
-            return (data.reshape(data.shape[:2]) if data.ndim == 3 and data.shape[2] == 1 else data).T
-        from PIL import Image
-
-        with Image.open(path) as image:
-            if image.mode == "P":
-                return _palette_labels(image)
-            if image.mode in ("RGB", "RGBA"):
-                rgb = np.asarray(image)
-                if (rgb[..., :3] == rgb[..., :1]).all():
-                    return rgb[..., 0]  # grey saved as RGB
-                return rgb
-            return np.asarray(image)
-    except PredictionFormatError:
-        raise
-    except Exception as err:  # any reader's failure on a damaged file
-        raise PredictionFormatError(f"cannot read prediction {path}: {err}.") from err
-
-
-def _find_files(folder: Path, case_ids: Sequence[str] | None, match: Callable[[str], str | None] | None,
-                name: str) -> dict[str, Path]:
-    """The prediction file of each case id in ``folder`` (read later, in threads)."""
-    files = [p for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")
-             and "__MACOSX" not in p.parts]
-    lossy = [p.name for p in files if p.suffix.lower() in (".jpg", ".jpeg")]
-    if lossy:
-        raise PredictionFormatError(f"{name}: JPEG files ({preview(lossy, 3)}) change labels through lossy compression; "
-                                    "save predictions as PNG (or NPY).")
-    readable = [p for p in files if any(p.name.lower().endswith(s) for s in SUFFIXES)]
-    known = set(case_ids or ())
-    found: dict[str, Path] = {}
-    for path in readable:
-        stem = path.name[: -len(next(s for s in SUFFIXES if path.name.lower().endswith(s)))]
-        case_id = stem if stem in known else (match(stem) if match else None) or _COMMON_SUFFIXES.sub("", stem)
-        if case_id in found:
-            raise UnknownCasesError(f"{name}: {found[case_id].name} and {path.name} are both predictions for case "
-                                    f"{case_id}; keep one.")
-        found[case_id] = path
-    return found
-
-
 def _unique_ids(ids: Any, values: Any, name: str) -> dict[str, Any]:
     """``{str(id): value}``, raising when two entries have the same id (as strings: ``1`` and ``"1"`` collide)."""
     out: dict[str, Any] = {}
@@ -341,22 +288,6 @@ def _unique_ids(ids: Any, values: Any, name: str) -> dict[str, Any]:
     return out
 
 
-def _palette_labels(image: Any) -> np.ndarray:
-    """Labels of a palette image: its indices, unless its palette is grey and orders the grey levels
-    differently from the indices (Pillow saves a black-and-white RGB image as a GIF with white at
-    index 0): then what the image shows, its grey levels, is read."""
-    indices = np.asarray(image)
-    palette = np.asarray(image.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
-    used = distinct_values(indices)
-    if used.size == 0 or used.max() >= len(palette):
-        return indices
-    colours = palette[used]
-    grey = (colours == colours[:, :1]).all()
-    if grey and (np.diff(colours[:, 0].astype(int)) <= 0).any():
-        return palette[:, 0][indices]
-    return indices
-
-
 def _as_is(value: Any) -> Any:
     return value
 
@@ -367,28 +298,3 @@ def _is_hf_dataset(x: Any) -> bool:
 
 def _is_array(x: Any) -> bool:
     return isinstance(x, np.ndarray) or type(x).__module__.startswith("torch")
-
-
-def _to_numpy(value: Any, name: str) -> np.ndarray:
-    if isinstance(value, np.ma.MaskedArray):
-        raise PredictionFormatError(f"{name}: a masked array, whose mask would be ignored; fill it first "
-                                    "(`.filled(0)`).")
-    if type(value).__module__.startswith("torch"):
-        try:
-            value = value.detach().cpu()
-            if str(value.dtype) == "torch.bfloat16":
-                value = value.float()  # NumPy has no bfloat16; float32 holds its values exactly
-            value = value.numpy()
-        except (TypeError, RuntimeError, NotImplementedError) as err:  # sparse, nested, meta, quantized, float8
-            raise PredictionFormatError(f"{name}: a tensor NumPy cannot read ({err}); give a dense tensor of class "
-                                        "ids or scores, e.g. `.to_dense()` or `.float()`.") from err
-    elif type(value).__module__.startswith("PIL."):
-        value = np.asarray(value)
-    if not isinstance(value, np.ndarray):
-        try:
-            value = np.asarray(value)
-        except Exception as err:
-            raise PredictionFormatError(f"{name}: cannot turn a {type(value).__name__} into an array ({err}).") from err
-    if value.dtype == object or not (value.dtype == np.bool_ or np.issubdtype(value.dtype, np.number)):
-        raise PredictionFormatError(f"{name}: expected numbers, got dtype {value.dtype}.")
-    return value

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from medseg_eval import _parallel, predictions
+from medseg_eval import _parallel
 from medseg_eval.predictions import (
     PredictionFormatError,
     PredictionLabelError,
@@ -98,7 +98,7 @@ def test_empty_masks_are_accepted_as_they_were():
 
 
 def test_distinct_values_equal_numpy_unique_for_every_integer_range(monkeypatch):
-    monkeypatch.setattr(predictions, "_BLOCK", 5)  # several blocks even on small arrays
+    monkeypatch.setattr("medseg_eval.labels._BLOCK", 5)  # several blocks even on small arrays
     rng = np.random.default_rng(1)
     for dtype in DTYPES:
         info = np.iinfo(dtype) if np.issubdtype(dtype, np.integer) else None

@@ -1,17 +1,22 @@
-"""A split's ground truth decoded once per process: scoring several models on it decodes it once.
+"""A split's ground truth, loaded once per process and decoded a few cases at a time.
 
-The decoded masks are kept for the last :data:`CACHE_SPLITS` splits used, keyed by the dataset,
-the split, the copy's folder and Hub revision, the manifest's sha256 and the identity of the split's
-shard files (name, size, modification time, inode), so that a rebuilt or edited copy is decoded
-again. Masks are decoded in threads (PNG decoding releases the GIL).
+What stays in memory for the last :data:`CACHE_SPLITS` splits used is what is cheap: each mask (and
+region of interest) as stored in the parquet shards, PNG bytes, with its size read from the PNG
+header. Masks are decoded (in threads; PNG decoding releases the GIL) when a batch asks for them;
+the decoded arrays of the cached splits are kept as well while they fit :data:`DECODED_BYTES`
+(Kvasir-SEG, DRIVE: later calls decode nothing), so that a split of large images (ISIC 2018 at
+native resolution: tens of GB decoded) costs a batch of memory, not the split. The cache key is the
+dataset, the split, the copy's folder and Hub revision, the manifest's sha256 and the identity of
+the split's shard files (name, size, modification time, inode), so that a rebuilt or edited copy is
+loaded again.
 """
 
 from __future__ import annotations
 
-import functools
+import io
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,58 +26,108 @@ import polars as pl
 from .._parallel import map_in_threads
 from .build import shipped_manifest
 from .canonical import manifest_sha256, mask_sha256, read_manifest, split_files
+from .errors import SourceFormatError
 from .hub import load_dataset, locate
 from .registry import get_spec
 
-#: Splits whose decoded ground truth stays in memory (the most recently used ones).
+#: Splits whose stored masks stay in memory (the most recently used ones).
 CACHE_SPLITS = 2
-#: Older splits are dropped while the cache holds more bytes than this; the latest split always stays.
-CACHE_BYTES = 4 * 2**30
+#: Decoded masks (1 byte per pixel, regions of interest included) kept for the cached splits at most,
+#: the latest split first; a split that does not fit is decoded again by every call, a batch at a time.
+DECODED_BYTES = 2**30
 
-#: A case's ground truth: label map ``[H, W]``, spacing ``(sy, sx)``, region of interest ``[H, W]`` or None.
-Case = tuple[np.ndarray, tuple[float, float], np.ndarray | None]
+#: A decoded case: label map ``[H, W]`` and region of interest ``[H, W]`` (bool) or None.
+Decoded = tuple[np.ndarray, "np.ndarray | None"]
 
 _cache: OrderedDict[tuple, SplitTruth] = OrderedDict()
 _lock = threading.Lock()
 
 
-@dataclass(frozen=True, eq=False)
 class SplitTruth:
-    """The decoded ground truth of one split of a canonical copy, with the manifest it is checked against.
+    """The ground truth of one split of a canonical copy: masks as stored, decoded when read.
 
-    Its arrays are read-only: the same ones serve every later call for this split.
+    Attributes
+    ----------
+    ids
+        The case ids, sorted.
+    shapes, spacing
+        Each case's mask size ``(H, W)`` (from its PNG header) and pixel size ``(sy, sx)``.
+    has_roi
+        Whether the split has a region of interest (then every case has one).
+    manifest, pinned
+        The manifest the masks are checked against, and whether the package ships it.
     """
 
-    name: str
-    split: str
-    cases: dict[str, Case]
-    manifest: pl.DataFrame
-    pinned: bool
-
-    @functools.cached_property
-    def mismatched(self) -> list[str]:
-        """Case ids whose mask differs from the manifest's sha256 (hashed once, in threads)."""
-        expected = dict(zip(self.manifest["case_id"], self.manifest["mask_sha256"]))
-        ids = sorted(self.cases)
-        hashes = map_in_threads(mask_sha256, [self.cases[c][0] for c in ids])
-        return [c for c, h in zip(ids, hashes) if expected.get(c) != h]
+    def __init__(self, name: str, split: str, stored: dict[str, tuple[Any, Any]], spacing: dict[str, tuple],
+                 features: tuple[Any, Any], manifest: pl.DataFrame, pinned: bool) -> None:
+        self.name, self.split, self.manifest, self.pinned = name, split, manifest, pinned
+        self.ids = sorted(stored)
+        self.spacing = spacing
+        self.has_roi = features[1] is not None
+        self.shapes = dict(zip(self.ids, map_in_threads(lambda c: _png_shape(stored[c][0]), self.ids)))
+        self._stored, self._features = stored, features
+        self._expected = dict(zip(manifest["case_id"], manifest["mask_sha256"]))
+        self._verified: set[str] = set()  # decoded from the stored bytes and equal to the manifest's hash
+        self._decoded: dict[str, Decoded] = {}
+        self._keep = True
 
     @property
-    def nbytes(self) -> int:
-        """Bytes held by the decoded masks and regions of interest."""
-        return sum(m.nbytes + (0 if roi is None else roi.nbytes) for m, _, roi in self.cases.values())
+    def decoded_bytes(self) -> int:
+        """Bytes the whole split takes decoded (1 per pixel, twice with a region of interest)."""
+        return sum(h * w for h, w in self.shapes.values()) * (2 if self.has_roi else 1)
+
+    def read(self, ids: Sequence[str], *, verify: bool) -> tuple[list[Decoded], list[str]]:
+        """The decoded cases ``ids`` (read-only arrays), and those of them whose mask differs from the
+        manifest's sha256 (each case hashed once per loaded split; none listed when ``verify`` is False).
+
+        Examples
+        --------
+        >>> from medseg_eval.datasets import canonical_dir
+        >>> truth = split_truth("drive", "test") if canonical_dir("drive").exists() else None
+        >>> cases, wrong = truth.read(["01_test"], verify=True) if truth else ([(np.zeros((584, 565)), None)], [])
+        >>> cases[0][0].shape, wrong
+        ((584, 565), [])
+        """
+        cases = map_in_threads(lambda c: self._case(c, verify), ids)
+        return cases, [c for c in ids if verify and c not in self._verified]
+
+    def keep_decoded(self, keep: bool) -> None:
+        """Keep the masks decoded from now on (``True``: :meth:`read` decodes each case once), or none."""
+        self._keep = keep
+        if not keep:
+            self._decoded.clear()
+
+    def _case(self, case_id: str, verify: bool) -> Decoded:
+        mask, roi = self._decoded.get(case_id) or self._decode(case_id)
+        if verify and case_id not in self._verified and mask_sha256(mask) == self._expected.get(case_id):
+            self._verified.add(case_id)
+        return mask, roi
+
+    def _decode(self, case_id: str) -> Decoded:
+        mask_value, roi_value = self._stored[case_id]
+        mask = _decode_image(self._features[0], mask_value)
+        if mask.shape != self.shapes[case_id]:
+            raise SourceFormatError(f"{self.name}: the mask of case {case_id} decodes to {mask.shape}, its PNG header "
+                                    f"says {self.shapes[case_id]}; rebuild the copy.")
+        roi = None if roi_value is None else _decode_image(self._features[1], roi_value).astype(bool)
+        for array in (mask, roi):
+            if array is not None:
+                array.setflags(write=False)  # the same arrays may serve later calls
+        if self._keep:
+            self._decoded[case_id] = (mask, roi)
+        return mask, roi
 
 
 def split_truth(name: str, split: str) -> SplitTruth:
-    """The decoded ground truth of ``split`` of the local build (else the pinned Hub mirror) of ``name``.
+    """The ground truth of ``split`` of the local build (else the pinned Hub mirror) of ``name``.
 
-    Decoded on the first call, and again only when the copy changes (a rebuild, an edited shard).
+    Loaded on the first call, and again only when the copy changes (a rebuild, an edited shard).
 
     Examples
     --------
     >>> from medseg_eval.datasets import canonical_dir
     >>> truth = split_truth("drive", "test") if canonical_dir("drive").exists() else None
-    >>> truth is None or (len(truth.cases), split_truth("drive", "test") is truth) == (20, True)
+    >>> truth is None or (len(truth.ids), split_truth("drive", "test") is truth) == (20, True)
     True
     """
     spec = get_spec(name)
@@ -82,20 +137,27 @@ def split_truth(name: str, split: str) -> SplitTruth:
     manifest = shipped if shipped is not None else read_manifest(folder / "manifest.csv")
     key = (spec.name, split, str(folder), spec.hub_revision, manifest_sha256(manifest), _files_identity(folder, split))
     with _lock:
-        if key in _cache:
+        truth = _cache.get(key)
+        if truth is not None:
             _cache.move_to_end(key)
-            return _cache[key]
-    truth = SplitTruth(spec.name, split, _decode_split(load_dataset(spec.name, split=split, data_dir=folder)),
-                       manifest, shipped is not None)
+    if truth is None:
+        stored, spacing, features = _load_split(load_dataset(spec.name, split=split, data_dir=folder))
+        truth = SplitTruth(spec.name, split, stored, spacing, features, manifest, shipped is not None)
+        with _lock:
+            _cache[key] = truth
+            while len(_cache) > CACHE_SPLITS:
+                _cache.popitem(last=False)
     with _lock:
-        _cache[key] = truth
-        while len(_cache) > CACHE_SPLITS or (len(_cache) > 1 and sum(t.nbytes for t in _cache.values()) > CACHE_BYTES):
-            _cache.popitem(last=False)
+        kept = 0
+        for cached in reversed(_cache.values()):  # the latest first
+            fits = kept + cached.decoded_bytes <= DECODED_BYTES
+            cached.keep_decoded(fits)
+            kept += cached.decoded_bytes if fits else 0
     return truth
 
 
 def clear_cache() -> None:
-    """Drop every decoded split (their memory is freed once no result or caller holds them).
+    """Drop every loaded split (their memory is freed once no result or caller holds them).
 
     Examples
     --------
@@ -110,25 +172,26 @@ def _files_identity(folder: Path, split: str) -> tuple:
     return tuple((name, s.st_size, s.st_mtime_ns, s.st_ino) for name, s in stats)
 
 
-def _decode_split(ds: Any) -> dict[str, Case]:  # ds: datasets.Dataset
-    """Every case of a canonical split, its images decoded as ``datasets.Image`` decodes them, in threads."""
+def _load_split(ds: Any) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple], tuple[Any, Any]]:
+    """Every case's mask (and region of interest) as stored, its spacing, and the features that decode them."""
     has_roi = "roi" in ds.column_names
     table = ds.select_columns(["case_id", "mask", "spacing"] + (["roi"] if has_roi else [])).with_format("arrow")[:]
-    images = [(ds.features["mask"], v) for v in table.column("mask").to_pylist()]
-    if has_roi:
-        images += [(ds.features["roi"], v) for v in table.column("roi").to_pylist()]
-    decoded = map_in_threads(_decode_image, images)
     ids = table.column("case_id").to_pylist()
-    rois = [roi.astype(bool) for roi in decoded[len(ids):]] if has_roi else [None] * len(ids)
-    cases = {}
-    for case_id, mask, spacing, roi in zip(ids, decoded, table.column("spacing").to_pylist(), rois):
-        for array in (mask, roi):
-            if array is not None:
-                array.setflags(write=False)
-        cases[case_id] = (mask, tuple(spacing), roi)
-    return cases
+    masks = table.column("mask").to_pylist()
+    rois = table.column("roi").to_pylist() if has_roi else [None] * len(ids)
+    spacing = {c: tuple(s) for c, s in zip(ids, table.column("spacing").to_pylist())}
+    features = (ds.features["mask"], ds.features["roi"] if has_roi else None)
+    return dict(zip(ids, zip(masks, rois))), spacing, features
 
 
-def _decode_image(item: tuple[Any, dict]) -> np.ndarray:
-    feature, value = item
+def _png_shape(value: dict) -> tuple[int, int]:
+    """``(H, W)`` of a stored image, from its header (Pillow decodes nothing on opening)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(value["bytes"]) if value.get("bytes") else value["path"]) as image:
+        return (image.height, image.width)
+
+
+def _decode_image(feature: Any, value: dict) -> np.ndarray:
+    """One stored image decoded as ``datasets.Image`` decodes it."""
     return np.asarray(feature.decode_example(value))

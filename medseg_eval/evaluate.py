@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import math
 import platform
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ import polars as pl
 import torch
 
 from . import metrics as engine
+from .batching import plan, stack, windows
 from .datasets import get_spec, manifest_sha256
 from .datasets.errors import ManifestMismatchError
 from .datasets.truth import split_truth
@@ -32,10 +32,6 @@ from .results import Results
 
 #: Scored when ``metrics`` is not given.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd", "lesion_recall")
-#: Pixels (cases x foreground classes x height x width) in one batch at most, which bounds the memory
-#: a batch takes: a 4439 x 6688 ISIC image is a batch of its own, 512 x 512 binary masks go 64 at a time
-#: (as ``batch_size`` allows).
-PIXELS_PER_BATCH = 1 << 24
 
 
 class GroundTruthMismatchError(ManifestMismatchError):
@@ -85,9 +81,10 @@ def evaluate(
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     batch_size
-        Cases of one shape scored together at most; a batch also holds at most
-        :data:`PIXELS_PER_BATCH` pixels x foreground classes (one case at least), so that large
-        images are scored a few at a time. The numbers do not depend on it.
+        Cases scored together at most; a batch also holds at most
+        :data:`~medseg_eval.batching.PIXELS_PER_BATCH` pixels x foreground classes (one case at
+        least), so that large images are scored a few at a time, and cases of similar sizes are
+        padded into one batch (:mod:`medseg_eval.batching`). The numbers do not depend on it.
     resize
         ``"nearest"`` resizes predictions of another size to the ground truth's; default: an error.
     verify_ground_truth
@@ -262,7 +259,7 @@ def _infer_classes(found: CaseReader) -> int:
     """The number of classes of targets read with 256 (largest label + 1; {0, 255} masks are two classes),
     from one pass over them, a window at a time."""
     top, binary, values, mixed = 0, True, set(), []
-    for window in _windows(found.ids, found.shapes):
+    for window in windows(found.ids, found.shapes):
         for case_id, mask in zip(window, found.read(window)):
             top = max(top, int(mask.max())) if mask.size else top
             if not only_0_and_255(mask):
@@ -294,48 +291,6 @@ def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[st
     return {"resize": f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"}
 
 
-def _windows(ids: list[str], shapes: dict[str, tuple[int, int]]) -> list[list[str]]:
-    """``ids`` in runs read together: at most :data:`PIXELS_PER_BATCH` pixels each (one case at least)."""
-    windows: list[list[str]] = [[]]
-    pixels = 0
-    for case_id in ids:
-        size = shapes[case_id][0] * shapes[case_id][1]
-        if windows[-1] and pixels + size > PIXELS_PER_BATCH:
-            windows.append([])
-            pixels = 0
-        windows[-1].append(case_id)
-        pixels += size
-    return windows if windows[-1] else []
-
-
-def _plan(shapes: dict[str, tuple[int, int]], num_classes: int,
-          batch_size: int) -> list[tuple[list[str], list[list[str]]]]:
-    """The order of work: runs of cases read in case order, each followed by the batches then scored.
-
-    A batch holds cases of one shape, at most ``batch_size`` of them and :data:`PIXELS_PER_BATCH`
-    pixels x foreground classes (one case at least). Cases read wait for their batch to fill; when
-    more than :data:`PIXELS_PER_BATCH` pixels wait, the largest group is scored as it is. Cases held
-    decoded at once are thus one run read plus at most that many pixels, whatever the number of cases.
-    """
-    waiting: dict[tuple[int, int], list[str]] = {}
-    steps = []
-    windows = _windows(sorted(shapes), shapes)
-    for step, window in enumerate(windows):
-        batches = []
-        for case_id in window:
-            shape = shapes[case_id]
-            waiting.setdefault(shape, []).append(case_id)
-            if len(waiting[shape]) >= max(1, min(batch_size, PIXELS_PER_BATCH // max(1, math.prod(shape) * (num_classes - 1)))):
-                batches.append(waiting.pop(shape))
-        held = {shape: len(ids) * shape[0] * shape[1] for shape, ids in waiting.items()}
-        while held and (sum(held.values()) > PIXELS_PER_BATCH or step == len(windows) - 1):
-            largest = max(held, key=held.get) if step < len(windows) - 1 else next(iter(held))
-            batches.append(waiting.pop(largest))
-            del held[largest]
-        steps.append((window, batches))
-    return steps
-
-
 def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str], metrics: list[str],
            device: torch.device, batch_size: int, progress: bool, with_lesions: bool, options: dict):
     from tqdm.auto import tqdm
@@ -346,7 +301,7 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
     lesion_parts = []
     held: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # decoded, waiting for their batch
     with tqdm(total=len(truth.shapes), desc="scoring", unit="case", disable=not progress) as bar:
-        for window, batches in _plan(truth.shapes, num_classes, batch_size):
+        for window, batches in plan(truth.shapes, num_classes, batch_size):
             masks, targets = predictions.read(window), truth.read(window)
             for case_id, mask, (target, roi) in zip(window, masks, targets):
                 if mask.shape != target.shape:  # resize="nearest", checked before scoring
@@ -357,13 +312,15 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
             del masks, targets
             for ids in batches:
                 cases = [held.pop(c) for c in ids]
-                pred = torch.from_numpy(np.stack([m for m, _, _ in cases])).to(device)
-                target = torch.from_numpy(np.stack([t for _, t, _ in cases])).to(device)
-                roi = torch.from_numpy(np.stack([r for _, _, r in cases])).to(device) if truth.has_roi else None
+                # Cases of several sizes are padded into one batch and scored at their own sizes.
+                pred, sizes = stack([m for m, _, _ in cases])
+                pred = torch.from_numpy(pred).to(device)
+                target = torch.from_numpy(stack([t for _, t, _ in cases])[0]).to(device)
+                roi = torch.from_numpy(stack([r for _, _, r in cases])[0]).to(device) if truth.has_roi else None
                 del cases
                 spacing = torch.tensor([truth.spacing[c] for c in ids], dtype=torch.float64, device="cpu")
                 out = engine.compute(pred, target, names, num_classes=num_classes, spacing=spacing, roi=roi,
-                                     **options)
+                                     sizes=sizes, **options)
                 for i, case_id in enumerate(ids):
                     values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
                 if with_lesions:

@@ -13,7 +13,7 @@ import pytest
 import tqdm.auto
 from PIL import Image
 
-from medseg_eval import evaluate, predictions
+from medseg_eval import batching, evaluate, predictions
 from medseg_eval.datasets import canonical_dir, truth
 from medseg_eval.evaluate import GroundTruthMismatchError
 
@@ -107,7 +107,7 @@ def test_ground_truth_held_decoded_is_a_few_batches_when_it_does_not_fit(drive_c
     kept = evaluate(str(SECOND), "drive", split="test", metrics=["dice", "hd95"], progress=False)
     truth.clear_cache()
     monkeypatch.setattr(truth, "DECODED_BYTES", 0)
-    monkeypatch.setattr(evaluate_module, "PIXELS_PER_BATCH", 2 * 584 * 565)  # DRIVE's masks two at a time
+    monkeypatch.setattr(batching, "PIXELS_PER_BATCH", 2 * 584 * 565)  # DRIVE's masks two at a time
     alive = _count_alive(monkeypatch, truth.SplitTruth, "_decode", lambda case: case[0])
     first = evaluate(str(SECOND), "drive", split="test", metrics=["dice", "hd95"], progress=False)
     again = evaluate(str(SECOND), "drive", split="test", metrics=["dice", "hd95"], progress=False)
@@ -144,7 +144,7 @@ def test_prediction_and_target_files_held_decoded_are_a_few_batches_not_all_case
             cases[f"c{i:02d}"] = (rng.random((32, 40)) > 0.7).astype(np.uint8) * 255
             Image.fromarray(cases[f"c{i:02d}"]).save(tmp_path / kind / f"c{i:02d}.png")
     in_memory = evaluate(masks["pred"], targets=masks["gt"], metrics=["dice", "hd95"], progress=False)
-    monkeypatch.setattr(evaluate_module, "PIXELS_PER_BATCH", 4 * 32 * 40)  # 4 cases a window and a batch
+    monkeypatch.setattr(batching, "PIXELS_PER_BATCH", 4 * 32 * 40)  # 4 cases a window and a batch
     alive = _count_alive(monkeypatch, predictions, "to_labels", lambda mask: mask)
     read = evaluate(str(tmp_path / "pred"), targets=str(tmp_path / "gt"), metrics=["dice", "hd95"], progress=False)
     # 48 targets read to count classes, then 48 targets (read with 256 classes, then 2) and 48
@@ -165,25 +165,25 @@ def _shape_truth(shapes):
 
 
 def _batches(shapes, num_classes, batch_size):
-    return [ids for _, batches in evaluate_module._plan(shapes, num_classes, batch_size) for ids in batches]
+    return [ids for _, batches in batching.plan(shapes, num_classes, batch_size) for ids in batches]
 
 
 def test_batches_hold_at_most_a_pixel_budget_and_batch_size_cases():
-    budget = evaluate_module.PIXELS_PER_BATCH
+    budget = batching.PIXELS_PER_BATCH
     isic = _shape_truth([(4439, 6688)] * 3)
     assert _batches(isic, 2, 16) == [["c00"], ["c01"], ["c02"]]
     small = _shape_truth([(512, 512)] * 100)
     assert [len(ids) for ids in _batches(small, 2, 16)] == [16] * 6 + [4]
     assert [len(ids) for ids in _batches(small, 2, 1000)] == [budget // 512**2] * 1 + [36]
     assert [len(ids) for ids in _batches(small, 5, 1000)] == [16] * 6 + [4]  # 4 classes each
-    mixed = _shape_truth([(8, 8), (9, 9), (8, 8)])
-    assert _batches(mixed, 2, 16) == [["c00", "c02"], ["c01"]]
+    mixed = _shape_truth([(8, 8), (70, 9), (9, 9), (8, 8)])  # sizes of one bucket share a batch
+    assert _batches(mixed, 2, 16) == [["c00", "c02", "c03"], ["c01"]]
 
 
 def test_cases_waiting_for_their_batch_are_scored_early_when_too_many_pixels_wait():
-    budget = evaluate_module.PIXELS_PER_BATCH
+    budget = batching.PIXELS_PER_BATCH
     shapes = _shape_truth([(512, 512 + i % 97) for i in range(400)])  # 97 shapes, interleaved in case order
-    plan = evaluate_module._plan(shapes, 2, 16)
+    plan = batching.plan(shapes, 2, 16)
     assert sorted(c for _, batches in plan for ids in batches for c in ids) == sorted(shapes)
     waiting = set()
     for window, batches in plan:
@@ -191,7 +191,7 @@ def test_cases_waiting_for_their_batch_are_scored_early_when_too_many_pixels_wai
         waiting |= set(window)
         waiting -= {c for ids in batches for c in ids}
         assert sum(shapes[c][0] * shapes[c][1] for c in waiting) <= budget
-        assert all(len({shapes[c] for c in ids}) == 1 for ids in batches)
+        assert all(len({batching.bucket(shapes[c]) for c in ids}) == 1 for ids in batches)
 
 
 def test_numbers_do_not_depend_on_the_batches_and_progress_counts_cases(monkeypatch):
@@ -211,7 +211,7 @@ def test_numbers_do_not_depend_on_the_batches_and_progress_counts_cases(monkeypa
             return super().update(n)
 
     monkeypatch.setattr(tqdm.auto, "tqdm", Recorder)
-    monkeypatch.setattr(evaluate_module, "PIXELS_PER_BATCH", 3 * 24 * 30)
+    monkeypatch.setattr(batching, "PIXELS_PER_BATCH", 3 * 24 * 30)
     split = evaluate(preds, targets=targets, metrics=["dice", "hd95", "lesion_recall"], progress=True)
     assert split.per_case.equals(whole.per_case) and split.lesions.equals(whole.lesions)
     assert bars == [(7, "case", [3, 3, 1])]
@@ -222,3 +222,18 @@ def test_a_bad_batch_size_is_refused(bad):
     targets = {"a": np.eye(4, dtype=np.uint8)}
     with pytest.raises(ValueError, match="`batch_size` must be a positive integer"):
         evaluate(targets, targets=targets, metrics=["dice"], batch_size=bad, progress=False)
+
+
+def test_cases_of_many_sizes_padded_into_one_batch_score_as_each_alone():
+    rng = np.random.default_rng(11)
+    sizes = [(int(rng.integers(20, 60)), int(rng.integers(20, 60))) for _ in range(9)]
+    targets = {f"s{i}": (rng.random(size) > 0.7).astype(np.uint8) for i, size in enumerate(sizes)}
+    preds = {c: (rng.random(t.shape) > 0.7).astype(np.uint8) for c, t in targets.items()}
+    preds["s0"][:] = 0  # an empty prediction: by default HD is its own image's diagonal, not the batch's
+    names = ["dice", "specificity", "hausdorff", "hd95", "assd", "nsd", "lesion_recall"]
+    assert len(batching.plan({c: t.shape for c, t in targets.items()}, 2, 16)[0][1]) == 1  # one batch
+    together = evaluate(preds, targets=targets, metrics=names, progress=False)
+    alone = evaluate(preds, targets=targets, metrics=names, batch_size=1, progress=False)
+    assert together.per_case.equals(alone.per_case) and together.lesions.equals(alone.lesions)
+    hd = together.per_case.filter(case_id="s0", metric="hausdorff")["value"].item()
+    assert hd == float(np.hypot(*sizes[0]))

@@ -136,7 +136,7 @@ def compute(
         cols = torch.arange(width, device=pred_t.device)[None, None, :] < sizes_t[:, 1, None, None].to(pred_t.device)
         roi_t = rows & cols if roi_t is None else roi_t & rows & cols
     # Each case's own sides (float64, as the diagonal multiplies them by the spacing).
-    sides = (torch.tensor([[height, width]], dtype=torch.float64).expand(batch, 2) if sizes_t is None
+    sides = (torch.tensor([[height, width]], dtype=torch.float64, device="cpu").expand(batch, 2) if sizes_t is None
              else sizes_t.double()).to(pred_t.device)
 
     k = num_classes - 1

@@ -30,12 +30,15 @@ def _force(method: str, monkeypatch) -> None:
     """Every image searched, or every image transformed (on the CPU), instead of the cheaper of the two."""
     if method == "search":
         monkeypatch.setattr(distances, "NEAR_QUERY_COST", 0)
-        monkeypatch.setattr(distances, "FAR_QUERY_COST", 0)
+        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 0, 4: 0})
     elif method == "transform":
         monkeypatch.setattr(distances, "NEAR_QUERY_COST", 1 << 40)
         monkeypatch.setattr(transform, "CALL_COST", 0)
     elif method == "transform-far":  # the first searches, then the transform for every query left open
-        monkeypatch.setattr(distances, "FAR_QUERY_COST", 1 << 40)
+        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 0, 4: 1 << 40})
+        monkeypatch.setattr(transform, "CALL_COST", 0)
+    elif method == "transform-open":  # the rows within 1, then the transform for every query left open
+        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 1 << 40, 4: 0})
         monkeypatch.setattr(transform, "CALL_COST", 0)
 
 
@@ -52,7 +55,7 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("block", [None, 64])
-@pytest.mark.parametrize("method", ["chosen", "search", "transform", "transform-far"])
+@pytest.mark.parametrize("method", ["chosen", "search", "transform", "transform-far", "transform-open"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
 def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, method: str,

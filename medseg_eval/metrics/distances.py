@@ -17,6 +17,10 @@ its targets, so a far query reads the few bands near its nearest target, not eve
 reach. Squared distances are formed exactly as SciPy's ``distance_transform_edt`` does
 (``(dy*sy)**2 + (dx*sx)**2`` in float64, the two terms looked up in per-image tables), and one
 square root is taken at the end.
+
+On the CPU, before the first window and after each, the images whose open queries would cost more
+to search than their box costs to transform are answered by SciPy's exact feature transform instead
+(:mod:`.transform`), with the same squared distances.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from .boundaries import Boundaries, _gather
-from .transform import FAR_QUERY_COST, NEAR_QUERY_COST, transform_where_cheaper
+from .transform import NEAR_QUERY_COST, QUERY_COSTS_AFTER, transform_where_cheaper
 
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
@@ -123,11 +127,11 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         open_ = best > unsearched * unsearched
         if not open_.any():
             return d2
-        pending, best = pending[open_], best[open_]
-    pending = transform_where_cheaper(b, pending, d2, FAR_QUERY_COST)
-    if len(pending) == 0:
-        return d2
-    best = d2[pending]
+        # Where many queries are still open, the transform may now cost less than the searches left.
+        pending = transform_where_cheaper(b, pending[open_], d2, QUERY_COSTS_AFTER[half])
+        if len(pending) == 0:
+            return d2
+        best = d2[pending]
     searches = [rows]
     # Sorting every element by column pays off where many queries are far: those that are not settle in
     # a few bands of rows whichever way their nearest target lies.

@@ -26,12 +26,14 @@ from scipy import ndimage
 from .boundaries import Boundaries
 
 # What a query costs the search, in pixels that the transform reads in the same time: before the first
-# searches (which settle most queries near their partner's boundary in under a microsecond), and for a
-# query they left open (far from its partner's boundary: several microseconds); and what one transform
-# costs beyond its pixels. The transform takes about 50 ns a pixel and 40 us a call on this project's
-# CPU; the values were set by A/B runs of the speed suite (benchmarks/README.md).
+# window (rows within 1 of the query, which settles most queries near their partner's boundary in
+# under a microsecond), and for a query left open by the window of rows within 1, then 4 (the rest of
+# the windows, or the band search of a query far from its partner's boundary: several microseconds);
+# and what one transform costs beyond its pixels. The transform takes 25-90 ns a pixel (by content)
+# and some 40 us a call on this project's CPU; the values were set by A/B runs on the speed suite's
+# kinds (benchmarks/README.md).
 NEAR_QUERY_COST = 8
-FAR_QUERY_COST = 64
+QUERY_COSTS_AFTER = {1: 32, 4: 64}
 CALL_COST = 1024
 
 
@@ -51,7 +53,7 @@ def transform_where_cheaper(b: Boundaries, pending: torch.Tensor, d2: torch.Tens
         Float64 per element of ``b``: where the distances go.
     query_cost
         What searching for one pending element costs, in pixels of the transform
-        (:data:`NEAR_QUERY_COST`, :data:`FAR_QUERY_COST`).
+        (:data:`NEAR_QUERY_COST`, :data:`QUERY_COSTS_AFTER`).
 
     Examples
     --------

@@ -21,6 +21,7 @@ import torch
 
 from benchmarks.kinds import Case
 from medseg_eval import metrics
+from medseg_eval.batching import bucket, stack
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -89,27 +90,28 @@ class Runner:
 
 
 class InMemory(Runner):
-    """Label maps stacked as stored (uint8) into batches of up to ``batch`` cases of one shape on ``device``;
-    conversions stay outside the timed calls for both sides."""
+    """Label maps stacked as stored (uint8) into batches of up to ``batch`` cases on ``device``, as
+    :func:`medseg_eval.evaluate` batches them: cases of similar sizes (one :func:`~medseg_eval.batching.bucket`)
+    padded into one batch and scored at their own sizes; conversions stay outside the timed calls for both sides."""
 
     def __init__(self, cases: list[Case], *, batch: int, device: str) -> None:
         self.cases = cases
-        self.order = sorted(range(len(cases)), key=lambda i: cases[i][1].shape)  # stable: groups equal shapes
+        key = [bucket(c[1].shape) for c in cases]
+        self.order = sorted(range(len(cases)), key=lambda i: (key[i], cases[i][1].shape))  # stable
         self.batches = []
         start = 0
         while start < len(self.order):
-            shape = cases[self.order[start]][1].shape
-            chunk = [i for i in self.order[start:start + batch] if cases[i][1].shape == shape]
-            pred, target = (torch.from_numpy(np.stack([cases[i][k] for i in chunk]).astype(np.uint8)).to(device)
-                            for k in (0, 1))
+            chunk = [i for i in self.order[start:start + batch] if key[i] == key[self.order[start]]]
+            (pred, sizes), (target, _) = (stack([cases[i][k].astype(np.uint8) for i in chunk]) for k in (0, 1))
             spacing = torch.tensor([cases[i][2] for i in chunk], dtype=torch.float64, device=device)
-            self.batches.append((pred, target, spacing))
+            self.batches.append((torch.from_numpy(pred).to(device), torch.from_numpy(target).to(device), spacing, sizes))
             start += len(chunk)
         self.cuda = self.batches[0][0].is_cuda
 
     def ours(self, convention: str) -> Values:
-        parts = [metrics.compute(pred, target, NAMES, spacing=spacing, convention=convention,
-                                 percentile=PERCENTILE, tolerance=TOLERANCE) for pred, target, spacing in self.batches]
+        parts = [metrics.compute(pred, target, NAMES, spacing=spacing, convention=convention, sizes=sizes,
+                                 percentile=PERCENTILE, tolerance=TOLERANCE)
+                 for pred, target, spacing, sizes in self.batches]
         inverse = np.argsort(self.order)
         return {m: torch.cat([p[m] for p in parts])[:, 0].cpu().numpy()[inverse] for m in NAMES}
 

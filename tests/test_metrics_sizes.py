@@ -48,3 +48,19 @@ def test_sizes_are_checked() -> None:
     for bad in ([[4, 5]], [[4, 6], [1, 1]], [[0, 5], [4, 5]], [[4.0, 5.0], [4.0, 5.0]]):
         with pytest.raises(ShapeMismatchError, match="sizes"):
             metrics.compute(masks, masks, ["dice"], sizes=np.array(bad))
+
+
+def test_merged_rows_equal_sorting_the_concatenation() -> None:
+    """MedPy's pooled percentile reads the two directions' sorted rows merged: the same rows as a sort."""
+    from medseg_eval.metrics.surface import merged_rows
+
+    rng = np.random.default_rng(3)
+    for _ in range(100):
+        n, la, lb = rng.integers(1, 5), rng.integers(1, 60), rng.integers(1, 60)
+        a = np.sort(rng.integers(0, 12, size=(n, la)).astype(np.float64), 1)
+        b = np.sort(rng.integers(0, 12, size=(n, lb)).astype(np.float64), 1)
+        a[:, la - rng.integers(0, la):] = np.inf  # the padding of rows of fewer elements
+        b[:, lb - rng.integers(0, lb):] = np.inf
+        a, b = np.sort(a, 1), np.sort(b, 1)
+        want = np.sort(np.concatenate([a, b], 1), 1)
+        np.testing.assert_array_equal(merged_rows(torch.from_numpy(a), torch.from_numpy(b)).numpy(), want)

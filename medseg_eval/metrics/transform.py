@@ -8,9 +8,10 @@ search than its box costs to transform is handed to SciPy's ``distance_transform
 the reference libraries themselves run (an exact Euclidean transform, Maurer et al. 2003): its
 feature transform names the nearest target of every pixel, and the squared distance is then formed
 from the integer offset exactly as SciPy forms its distances (``(dy*sy)**2 + (dx*sx)**2`` in
-float64), so the values are those of the search wherever the nearest target is unique. (Where two
-targets are at the same real distance, the two float64 sums may differ in the last bit, and the
-search keeps the smaller one while the transform keeps one of them, as the references do.)
+float64), so the values are those of the search wherever the nearest target is unique, and
+wherever the spacing's products are exact. (Where two targets are at the same real distance and the
+spacing is inexact, e.g. 0.1, the two float64 sums may differ in the last bit: the search keeps the
+smaller, the transform SciPy's pick, as the references do: one ulp on the tests' ties.)
 
 The transform reads only a box, the rows and columns that hold elements of either boundary (as
 surface-distance crops to both masks' box): every query's nearest target lies inside it, so the

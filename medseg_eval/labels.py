@@ -29,6 +29,9 @@ def to_labels(value: Any, case_id: str, num_classes: int, rules: dict[str, str],
     if array.ndim == 3 and array.shape[-1] in (3, 4) and array.shape[0] > 4:
         raise PredictionShapeError(f"{name} for {case_id}: an RGB image {array.shape}; save label maps as one "
                                    "channel of class ids.")
+    if array.ndim == 3 and array.shape[-1] in (1, 2) and array.shape[0] > 4:
+        raise PredictionShapeError(f"{name} for {case_id}: channels last {array.shape}; give a label map [H, W] "
+                                   "(e.g. `mask[..., 0]`) or scores channels first [C, H, W].")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
@@ -77,10 +80,10 @@ def label_shape(shape: tuple[int, ...]) -> tuple[int, int] | None:
 
     Examples
     --------
-    >>> label_shape((4, 5)), label_shape((3, 4, 5)), label_shape((40, 50, 3)), label_shape((5,))
+    >>> label_shape((4, 5)), label_shape((3, 4, 5)), label_shape((40, 50, 3)), label_shape((40, 50, 1))
     ((4, 5), (4, 5), None, None)
     """
-    if len(shape) == 3 and not (shape[-1] in (3, 4) and shape[0] > 4):
+    if len(shape) == 3 and not (shape[-1] in (1, 2, 3, 4) and shape[0] > 4):
         return (int(shape[1]), int(shape[2]))
     return (int(shape[0]), int(shape[1])) if len(shape) == 2 else None
 

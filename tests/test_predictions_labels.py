@@ -179,3 +179,19 @@ def test_threads_keep_the_items_order_and_raise_the_first_failure():
 
     with pytest.raises(ValueError, match="item 1"):
         _parallel.map_in_threads(fail_on_odd, range(8), workers=4)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_channels_last_is_refused_with_its_fix_not_called_a_size_mismatch(tmp_path, channels):
+    from medseg_eval import evaluate
+    from medseg_eval.prediction_errors import PredictionShapeError
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:20, 10:30] = 1
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    np.save(tmp_path / "p" / "a.npy", np.repeat(mask[:, :, None], channels, 2))
+    np.save(tmp_path / "t" / "a.npy", mask)
+    for preds in (tmp_path / "p", {"a": np.repeat(mask[:, :, None], channels, 2)}):
+        with pytest.raises(PredictionShapeError, match=rf"for a: channels last \(40, 50, {channels}\).*mask\[\.\.\., 0\]"):
+            evaluate(preds, targets=tmp_path / "t", num_classes=2, metrics=["dice"], progress=False)

@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 
 #: Public name -> (submodule, attribute in it; None for the submodule itself).
 _LAZY: dict[str, tuple[str, str | None]] = {
+    "MedsegEvalError": ("errors", "MedsegEvalError"),
     "Results": ("results", "Results"),
     "compare": ("stats", "compare"),
     "datasets": ("datasets", None),
@@ -26,11 +27,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "stats": ("stats", None),
 }
 
-__all__ = ["Results", "__version__", "compare", "datasets", "evaluate", "list_datasets", "load_dataset", "metrics", "stats"]
+__all__ = ["MedsegEvalError", "Results", "__version__", "compare", "datasets", "evaluate", "list_datasets", "load_dataset", "metrics", "stats"]
 
 if TYPE_CHECKING:
     from . import datasets, metrics, stats
     from .datasets import list_datasets, load_dataset
+    from .errors import MedsegEvalError
     from .evaluate import evaluate
     from .results import Results
     from .stats import compare

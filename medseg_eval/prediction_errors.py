@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .errors import MedsegEvalError
 
-class PredictionError(ValueError):
+
+class PredictionError(MedsegEvalError, ValueError):
     """Base class of every error about predictions (or user-given targets)."""
 
 

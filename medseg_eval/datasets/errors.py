@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..errors import MedsegEvalError
 
-class DatasetError(Exception):
+
+class DatasetError(MedsegEvalError):
     """Base class of every error raised by :mod:`medseg_eval.datasets`."""
 
 

@@ -21,6 +21,7 @@ import polars as pl
 from .._atomic import atomic_directory
 from ..datasets import canonical_dir, get_spec, shipped_manifest
 from ..datasets.canonical import manifest_sha256, read_manifest
+from ..errors import MedsegEvalError
 from ..results import Results
 
 Badge = Literal["verified", "reproduced", "reported"]
@@ -35,7 +36,7 @@ METADATA = ("parameters", "code_url", "paper_url", "training_protocol", "seed", 
             "config", "citation", "note")
 
 
-class SubmissionError(ValueError):
+class SubmissionError(MedsegEvalError, ValueError):
     """A bundle that cannot go on a board; the message names the bundle and the reason."""
 
 

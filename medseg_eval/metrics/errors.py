@@ -3,8 +3,10 @@ warning about input that is legal but most likely a slip."""
 
 from __future__ import annotations
 
+from ..errors import MedsegEvalError
 
-class MetricInputError(ValueError):
+
+class MetricInputError(MedsegEvalError, ValueError):
     """Base class of every bad-input error raised by :mod:`medseg_eval.metrics`."""
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ..errors import MedsegEvalError
 from ..metrics.conventions import HIGHER_IS_BETTER, LESION_METRICS, METRIC_ALIASES, OVERLAP_METRICS
 from ..results import Results
 
@@ -30,7 +31,7 @@ KNOWN_METRICS = frozenset(OVERLAP_METRICS + ("hausdorff", "hd95", "assd", "masd"
 ModelResults = Results | pl.DataFrame | str | Path
 
 
-class PairingError(ValueError):
+class PairingError(MedsegEvalError, ValueError):
     """The models' per-case tables cannot be paired case by case as asked."""
 
 

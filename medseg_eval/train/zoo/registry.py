@@ -8,10 +8,12 @@ from typing import Literal
 
 from torch import nn
 
+from ...errors import MedsegEvalError
+
 Builder = Callable[..., nn.Module]
 
 
-class PretrainedUnavailableError(RuntimeError):
+class PretrainedUnavailableError(MedsegEvalError, RuntimeError):
     """ImageNet weights were asked for but cannot be loaded here (offline, or no loader for them)."""
 
 

@@ -36,4 +36,3 @@ def preview(ids: Sequence[str], shown: int = 5) -> str:
     ids = list(ids)
     head = ", ".join(ids[:shown])
     return f"{head}, ... ({len(ids)} in all)" if len(ids) > shown else head
-

@@ -1,0 +1,31 @@
+# README's two set-up commands, on a fresh clone with python3 and make:
+#   make demo    installs the package into .venv and runs the demo (offline, about ten seconds)
+#   make test    installs the test extras into .venv, checks the code with ruff and runs the tests
+# torch's CPU wheel goes in first, so that nothing pulls a multi-GB CUDA build; for a CUDA build
+# give its requirement, e.g. `make test TORCH=torch`. VENV picks another environment folder.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint
+
+demo: $(VENV)/.installed
+	$(BIN)/medseg-eval demo
+
+test: $(VENV)/.installed-test lint
+	$(BIN)/python -m pytest
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check medseg_eval tests benchmarks
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@

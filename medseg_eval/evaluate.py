@@ -149,7 +149,7 @@ def evaluate(
             truth, class_names, provenance, targets_read = _own_truth(targets, spacing, num_classes, stack)
             predictions = stack.enter_context(open_predictions(preds, sorted(truth.shapes),
                                                                num_classes=len(class_names)))
-        resized = _check_shapes(predictions.shapes, truth.shapes, resize)
+        resized = _check_shapes(predictions.shapes, truth.shapes, resize, predictions.shape_hint)
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto"
                            else device)
         with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
@@ -286,8 +286,9 @@ def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[st
                              f"{truth_shapes[c][0]}x{truth_shapes[c][1]})" for c in wrong[:3])
         raise PredictionShapeError(
             f"{len(wrong)} prediction(s) differ in size from their ground truth: {examples}"
-            f"{', ...' if len(wrong) > 3 else ''}. Ground truth is scored at its canonical resolution: predict at "
-            'that size, or pass resize="nearest" to resize the predictions (recorded).')
+            f"{', ...' if len(wrong) > 3 else ''}.{hint(wrong[0], truth_shapes[wrong[0]])} Ground truth is scored at "
+            'its canonical resolution: predict at that size, or pass resize="nearest" to resize the predictions '
+            "(recorded).")
     return {"resize": f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"}
 
 
@@ -303,6 +304,7 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
     with tqdm(total=len(truth.shapes), desc="scoring", unit="case", disable=not progress) as bar:
         for window, batches in plan(truth.shapes, num_classes, batch_size):
             masks, targets = predictions.read(window), truth.read(window)
+            predictions.check_orientation(window, masks, [t for t, _ in targets])
             for case_id, mask, (target, roi) in zip(window, masks, targets):
                 if mask.shape != target.shape:  # resize="nearest", checked before scoring
                     from PIL import Image

@@ -1,10 +1,13 @@
 """Read predictions in any common form into one integer label map per case id.
 
 Accepted: a dict ``case_id -> array``; a folder or a zip of files named by case id (PNG, GIF, BMP,
-TIFF, NPY, NPZ, NIfTI), with or without the dataset's suffixes; an array or tensor ``[N, H, W]`` in
+TIFF, lossless WebP, NPY, NPZ, NIfTI; told apart by their bytes, JPEG refused whatever its name), with
+or without the dataset's suffixes; zips are read member by member in place, within caps
+(:mod:`medseg_eval.archives`); an array or tensor ``[N, H, W]`` in
 the split's order (sorted case ids); probabilities or logits ``[N, C, H, W]`` or ``[C, H, W]`` per
 case; a Hugging Face dataset with ``case_id`` and ``mask`` columns. Every conversion that changes
-values (argmax, threshold, {0, 255} -> {0, 1}) is recorded in :class:`PredictionSet.rules`.
+values or reads a file one way of several (argmax, threshold, {0, 255} -> {0, 1}, an alpha channel read as
+the mask, NIfTI axes) is recorded in :class:`PredictionSet.rules`.
 
 :func:`open_predictions` reads the case ids and each label map's size first (files: from their
 headers) and the label maps themselves a few cases at a time (:meth:`CaseReader.read`), so that
@@ -15,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._parallel import map_in_threads
+from .archives import archive_members
 from .labels import distinct_values, label_shape, only_0_and_255, to_array, to_labels
 from .prediction_errors import (
     MissingCasesError,
@@ -35,12 +39,16 @@ from .prediction_errors import (
     UnknownCasesError,
     preview,
 )
-from .prediction_files import SUFFIXES, file_shape, find_files, read_file
+from .prediction_files import SUFFIXES, PredictionFile, decode, file_shape, find_files, match_files, read_file
+from .prediction_formats import image_labels
+from .prediction_ids import check_ids, unique_ids
+from .prediction_nifti import NiftiOrientationWarning
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["SUFFIXES", "CaseReader", "MissingCasesError", "PredictionError", "PredictionFormatError",
+__all__ = ["SUFFIXES", "CaseReader", "MissingCasesError", "NiftiOrientationWarning", "PredictionError",
+           "PredictionFormatError",
            "PredictionLabelError", "PredictionSet", "PredictionShapeError", "UnknownCasesError", "check_ids",
            "distinct_values", "only_0_and_255", "open_predictions", "preview", "read_file", "read_predictions",
            "to_labels"]
@@ -59,7 +67,7 @@ class PredictionSet:
 class CaseReader:
     """Predictions whose case ids and label-map sizes are known, read a few cases at a time, in case order.
 
-    Made by :func:`open_predictions`, used as a context manager (an unpacked zip lives until it
+    Made by :func:`open_predictions`, used as a context manager (an open zip lives until it
     closes). Each case is decoded, checked and hashed when :meth:`read` asks for it, in threads,
     and the reader keeps nothing of it: memory follows what the caller holds.
 
@@ -75,7 +83,8 @@ class CaseReader:
         Where the predictions came from (a path, ``"dict"``, ...).
     """
 
-    def __init__(self, items: Mapping[str, Any], load: Callable[[Any], Any], *, num_classes: int, name: str,
+    def __init__(self, items: Mapping[str, Any], load: Callable[[Any, str, dict[str, str]], Any], *,
+                 num_classes: int, name: str,
                  source: str, rules: Mapping[str, str] | None = None, stack: contextlib.ExitStack | None = None,
                  shapes: Mapping[str, tuple[int, int]] | None = None) -> None:
         self.ids = sorted(items)
@@ -84,6 +93,7 @@ class CaseReader:
         self._items, self._load = items, load
         self._stack = stack or contextlib.ExitStack()
         self._read, self._digest = 0, hashlib.sha256()
+        self._transposed: list[str] = []
         self.shapes = dict(shapes) if shapes is not None else dict(zip(self.ids, map_in_threads(self._shape, self.ids)))
 
     def __enter__(self) -> Self:
@@ -130,16 +140,61 @@ class CaseReader:
     def relabel(self, num_classes: int) -> CaseReader:
         """The same cases read again, the label maps this reader gives converted for ``num_classes``
         (e.g. {0, 255} read with 256 classes, then as {0, 1} with 2). Lives as long as this reader."""
-        return CaseReader({c: c for c in self.ids}, lambda c: self._convert(c)[0], num_classes=num_classes,
-                          name=self.name, source=self.source, shapes=self.shapes)
+        def load(case_id: str, label: str, rules: dict[str, str]) -> np.ndarray:
+            mask, applied = self._convert(case_id)
+            rules.update(applied)
+            return mask
+
+        return CaseReader({c: c for c in self.ids}, load, num_classes=num_classes, name=self.name,
+                          source=self.source, shapes=self.shapes)
+
+    def check_orientation(self, ids: Sequence[str], masks: Sequence[np.ndarray], targets: Sequence[np.ndarray]) -> None:
+        """Warn (once, :class:`NiftiOrientationWarning`) and record (rule ``nifti_axes_warning``) the NIfTI
+        predictions among ``ids`` that agree far better with their ``targets`` transposed, from pixel counts.
+
+        A NIfTI file's axes are read from its header or assumed (:mod:`medseg_eval.prediction_nifti`); a
+        mask saved from a NumPy ``(row, column)`` array with nibabel comes back transposed. Square cases
+        only: others of transposed size are refused as a size mismatch (see :meth:`shape_hint`).
+        """
+        for case_id, mask, target in zip(ids, masks, targets):
+            if not (self._is_nifti(case_id) and mask.shape == target.shape and mask.shape[0] == mask.shape[1]):
+                continue
+            marked = np.count_nonzero(target) + np.count_nonzero(mask)
+            if not marked:
+                continue
+            as_read = 2 * np.count_nonzero((mask == target) & (target > 0)) / marked
+            swapped = 2 * np.count_nonzero((mask.T == target) & (target > 0)) / marked
+            if swapped >= 0.5 and swapped - as_read >= 0.25:
+                self._transposed.append(case_id)
+                if len(self._transposed) == 1:
+                    warnings.warn(
+                        f"{self.name} for {case_id}: this NIfTI prediction agrees with its ground truth far better "
+                        f"transposed (Dice {swapped:.3f}) than as read (Dice {as_read:.3f}); it was likely saved from "
+                        "a NumPy (row, column) array. Save it with axes (column, row), e.g. "
+                        "nib.Nifti1Image(mask.T, ...), or as PNG. All such cases are listed in "
+                        "prediction_rules['nifti_axes_warning'].", NiftiOrientationWarning, stacklevel=4)
+                self.rules["nifti_axes_warning"] = (f"NIfTI predictions that agree far better with their ground "
+                                                    f"truth transposed (scored as read): {preview(self._transposed)}")
+
+    def shape_hint(self, case_id: str, target_shape: tuple[int, int]) -> str:
+        """A hint for a size mismatch of ``case_id`` that a transposed NIfTI file explains (else ``""``)."""
+        if self._is_nifti(case_id) and self.shapes[case_id][::-1] == tuple(target_shape):
+            return (f" {case_id}'s NIfTI file holds the transposed size: it was likely saved from a NumPy "
+                    "(row, column) array; save it with axes (column, row), e.g. nib.Nifti1Image(mask.T, ...).")
+        return ""
+
+    def _is_nifti(self, case_id: str) -> bool:
+        item = self._items[case_id]
+        return isinstance(item, PredictionFile) and item.kind in ("nifti", "nifti-gz")
 
     def _convert(self, case_id: str) -> tuple[np.ndarray, dict[str, str]]:
         applied: dict[str, str] = {}  # one per case, merged in case order
-        return to_labels(self._load(self._items[case_id]), case_id, self.num_classes, applied, self.name), applied
+        value = self._load(self._items[case_id], f"{self.name} for {case_id}", applied)
+        return to_labels(value, case_id, self.num_classes, applied, self.name), applied
 
     def _shape(self, case_id: str) -> tuple[int, int]:
         item = self._items[case_id]
-        if isinstance(item, Path):
+        if isinstance(item, PredictionFile):
             shape = label_shape(file_shape(item))
         elif type(item).__module__.startswith("PIL.") and item.mode in ("1", "L", "P", "I", "F"):
             shape = (item.height, item.width)
@@ -180,32 +235,27 @@ def open_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
     ({'a': (1, 2), 'b': (1, 2)}, [[[0, 1]]], {'values_0_255': 'binary masks saved as {0, 255} read as {0, 1}'})
     """
     rules: dict[str, str] = {}
-    load: Callable[[Any], Any] = _as_is
-    stack = contextlib.ExitStack()  # an unpacked zip lives until the reader closes
+    load: Callable[[Any, str, dict[str, str]], Any] = _in_memory
+    stack = contextlib.ExitStack()  # an open zip lives until the reader closes
     try:
         if isinstance(preds, (str, Path)):
             path = Path(preds).expanduser()
             if path.is_file() and zipfile.is_zipfile(path):
-                tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="medseg-eval-preds-"))
-                try:
-                    with zipfile.ZipFile(path) as z:
-                        z.extractall(tmp)
-                except (zipfile.BadZipFile, OSError) as err:
-                    raise PredictionFormatError(f"{name}: cannot unpack {path} ({err}); zip the files again.") from err
-                raw, load = find_files(Path(tmp), case_ids, match, name), read_file
+                raw = match_files(*archive_members(path, stack, name), case_ids, match, name)
+                load = _from_file
             elif path.is_dir():
-                raw, load = find_files(path, case_ids, match, name), read_file
+                raw, load = find_files(path, case_ids, match, name), _from_file
             else:
                 raise PredictionFormatError(f"{name}: {path} is neither a folder nor a zip file of predictions.")
             source = str(path)
         elif isinstance(preds, Mapping):
-            raw, source = _unique_ids(preds.keys(), preds.values(), name), "dict"
+            raw, source = unique_ids(preds.keys(), preds.values(), name), "dict"
         elif _is_hf_dataset(preds):
             missing = {"case_id", "mask"} - set(preds.column_names)
             if missing:
                 raise PredictionFormatError(f"{name}: the dataset needs columns case_id and mask; it lacks "
                                             f"{sorted(missing)}.")
-            raw, source = _unique_ids(preds["case_id"], preds["mask"], name), "datasets.Dataset"
+            raw, source = unique_ids(preds["case_id"], preds["mask"], name), "datasets.Dataset"
         elif _is_array(preds):
             array = to_array(preds, name)
             if case_ids is None:  # zero-padded, so that the ids sort in row order
@@ -258,38 +308,13 @@ def read_predictions(preds: Any, case_ids: Sequence[str] | None, *, num_classes:
         return PredictionSet(masks, reader.rules, reader.sha256, reader.source)
 
 
-def check_ids(found: Mapping[str, Any], case_ids: Sequence[str], name: str) -> None:
-    """Raise unless ``found`` has exactly the ids ``case_ids`` (missing ones first)."""
-    expected = set(case_ids)
-    missing = sorted(expected - set(found))
-    if missing:
-        raise MissingCasesError(
-            f"{name}: {len(missing)} of {len(expected)} cases have no prediction: {preview(missing)}. Every case of "
-            "the split is scored; predict them all (or score a different split).")
-    unknown = sorted(set(found) - expected)
-    if unknown:
-        raise UnknownCasesError(
-            f"{name}: {len(unknown)} prediction(s) for case ids the split does not have: {preview(unknown)}. "
-            f"The split's ids look like {preview(sorted(expected), 3)}; check the split and the file names.")
+def _from_file(file: PredictionFile, label: str, rules: dict[str, str]) -> np.ndarray:
+    return decode(file, rules)
 
 
-def _unique_ids(ids: Any, values: Any, name: str) -> dict[str, Any]:
-    """``{str(id): value}``, raising when two entries have the same id (as strings: ``1`` and ``"1"`` collide)."""
-    out: dict[str, Any] = {}
-    repeated = []
-    for case_id, value in zip(ids, values):
-        key = str(case_id)
-        if key in out:
-            repeated.append(key)
-        out[key] = value
-    if repeated:
-        raise UnknownCasesError(f"{name}: case ids given more than once: {preview(sorted(set(repeated)))}; give one "
-                                "prediction per case.")
-    return out
-
-
-def _as_is(value: Any) -> Any:
-    return value
+def _in_memory(value: Any, label: str, rules: dict[str, str]) -> Any:
+    """A value as given; an image (e.g. a datasets.Dataset's mask column) read as files are, alpha and all."""
+    return image_labels(value, label, rules) if type(value).__module__.startswith("PIL.") else value
 
 
 def _is_hf_dataset(x: Any) -> bool:

@@ -276,8 +276,9 @@ def _infer_classes(found: CaseReader) -> int:
 
 
 def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[str, tuple[int, int]],
-                  resize: str | None) -> dict[str, str]:
-    """The rule recorded for ``resize`` (none when every size matches), or the error naming the cases."""
+                  resize: str | None, hint: Callable[[str, tuple[int, int]], str]) -> dict[str, str]:
+    """The rule recorded for ``resize`` (none when every size matches), or the error naming the cases
+    (with ``hint(case_id, truth_shape)``'s explanation of the first, e.g. a transposed NIfTI file)."""
     wrong = sorted(c for c, shape in pred_shapes.items() if shape != truth_shapes[c])
     if not wrong:
         return {}

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from ._atomic import atomic_directory
+from .bootstrap import case_resamples, percentile_interval
 from .metrics.lesions import DEFAULT_SIZE_BINS, recall_by_size
 
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
@@ -82,9 +83,12 @@ class Results:
             raise ValueError(f"`confidence` must lie in (0, 1), got {confidence}.")
         case_ids = sorted(self.per_case["case_id"].unique().to_list())
         index = {c: i for i, c in enumerate(case_ids)}
-        rng = np.random.default_rng(seed)
-        resamples = rng.integers(0, len(case_ids), (n_boot, len(case_ids)))
-        lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+        resamples = case_resamples(len(case_ids), n_boot, seed)
+
+        def interval(boot: np.ndarray) -> dict[str, float]:
+            low, high = percentile_interval(boot, confidence, ignore_nan=True)
+            return {"ci_low": _f(low), "ci_high": _f(high)}
+
         rows = []
         metrics = list(dict.fromkeys(self.per_case["metric"].to_list()))
         classes = self.per_case.select("class_id", "class").unique().sort("class_id").rows()
@@ -103,8 +107,7 @@ class Results:
                     "median": _f(np.median(kept)) if kept.size else None,
                     "q1": _f(np.percentile(kept, 25)) if kept.size else None,
                     "q3": _f(np.percentile(kept, 75)) if kept.size else None,
-                    "ci_low": _f(np.nanpercentile(boot, lo)) if kept.size else None,
-                    "ci_high": _f(np.nanpercentile(boot, hi)) if kept.size else None,
+                    **(interval(boot) if kept.size else {"ci_low": None, "ci_high": None}),
                 })
                 if metric == "lesion_recall" and self.lesions is not None:
                     of_class = self.lesions.filter(pl.col("class_id") == class_id)
@@ -118,8 +121,7 @@ class Results:
                         "metric": metric, "class": name, "class_id": class_id, "aggregate": "pooled",
                         "n": int(total.sum()), "n_nan": 0, "mean": _f(found.sum() / total.sum()) if total.sum() else None,
                         "sd": None, "median": None, "q1": None, "q3": None,
-                        "ci_low": _f(np.nanpercentile(boot, lo)) if total.sum() else None,
-                        "ci_high": _f(np.nanpercentile(boot, hi)) if total.sum() else None,
+                        **(interval(boot) if total.sum() else {"ci_low": None, "ci_high": None}),
                     })
                 if metric in POOLED:
                     counts = self.counts.filter(pl.col("class_id") == class_id)
@@ -131,7 +133,7 @@ class Results:
                     rows.append({
                         "metric": metric, "class": name, "class_id": class_id, "aggregate": "pooled",
                         "n": len(case_ids), "n_nan": 0, "mean": _f(pooled), "sd": None, "median": None, "q1": None,
-                        "q3": None, "ci_low": _f(np.nanpercentile(boot, lo)), "ci_high": _f(np.nanpercentile(boot, hi)),
+                        "q3": None, **interval(boot),
                     })
         return pl.DataFrame(rows, schema={
             "metric": pl.String, "class": pl.String, "class_id": pl.Int64, "aggregate": pl.String, "n": pl.Int64,
@@ -151,16 +153,6 @@ class Results:
         out = recall_by_size(self.lesions, size_bins, size="area_mm2" if in_mm2 else "area",
                              classes=classes["class_id"].to_list(), class_column="class_id")
         return out.join(classes, on="class_id").select("class", pl.exclude("class"))
-
-    def to_submission(self, model: str, **metadata: Any) -> Any:
-        """A leaderboard bundle of these results: see :func:`medseg_eval.leaderboard.to_submission`.
-
-        Write it with ``.write(board_dir)``, or use :func:`medseg_eval.leaderboard.submit`, which
-        also validates it against the board.
-        """
-        from .leaderboard import to_submission
-
-        return to_submission(self, model, **metadata)
 
     def save(self, path: str | Path) -> Path:
         """Write the results to the folder ``path`` (per-case and counts parquet, provenance JSON), atomically.

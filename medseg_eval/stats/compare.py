@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 
 from .._atomic import atomic_directory
+from ..bootstrap import case_resamples, percentile_interval
 from ..results import Results
 from .friedman import PAIRWISE_TESTS, conover, critical_difference, friedman, nemenyi
 from .multiple import adjust_p, correction_name
@@ -303,16 +304,16 @@ def _classes(table: pl.DataFrame, metric: str, class_: str | int | None) -> list
 def _summary(paired: PairedValues, confidence: float, n_boot: int, seed: int) -> pl.DataFrame:
     values = paired.values
     n = values.shape[0]
-    boot = values[np.random.default_rng(seed).integers(0, n, (n_boot, n))].mean(axis=1)  # [n_boot, k]
-    alpha = (1 - confidence) / 2
+    boot = values[case_resamples(n, n_boot, seed)].mean(axis=1)  # [n_boot, k]
+    ci_low, ci_high = percentile_interval(boot, confidence)
     mean = values.mean(axis=0)
     ranks = dict(rank_models(paired).select("model", "rank").rows())
     return pl.DataFrame({
         "model": paired.models, "n": pl.Series([n] * len(paired.models), dtype=pl.Int64), "mean": mean,
         "sd": pl.Series(values.std(axis=0, ddof=1) if n > 1 else [None] * len(paired.models), dtype=pl.Float64),
         "median": np.median(values, axis=0), "q1": np.quantile(values, 0.25, axis=0),
-        "q3": np.quantile(values, 0.75, axis=0), "ci_low": np.quantile(boot, alpha, axis=0),
-        "ci_high": np.quantile(boot, 1 - alpha, axis=0), "mean_rank": paired.ranks().mean(axis=0),
+        "q3": np.quantile(values, 0.75, axis=0), "ci_low": ci_low,
+        "ci_high": ci_high, "mean_rank": paired.ranks().mean(axis=0),
         "rank": [ranks[m] for m in paired.models],
         "higher_is_better": paired.higher_is_better,
     })

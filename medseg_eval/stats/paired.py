@@ -15,6 +15,8 @@ from typing import Any, Literal
 import numpy as np
 from scipy import stats as sps
 
+from ..bootstrap import case_resamples, percentile_interval
+
 Alternative = Literal["two-sided", "greater", "less"]
 ZeroMethod = Literal["wilcox", "pratt", "zsplit"]
 
@@ -249,10 +251,8 @@ def bootstrap_ci(x: np.ndarray, y: np.ndarray | None = None, *, statistic: Liter
         raise ValueError(f"`confidence` must lie in (0, 1), got {confidence}.")
     reduce: Callable[..., np.ndarray] = {"mean": np.mean, "median": np.median}[statistic]
     d = _differences(x, y)
-    resamples = np.random.default_rng(seed).integers(0, d.size, (n_boot, d.size))
-    boot = reduce(d[resamples], axis=-1)
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(boot, [alpha, 1 - alpha])
+    boot = reduce(d[case_resamples(d.size, n_boot, seed)], axis=-1)
+    low, high = percentile_interval(boot, confidence)
     return float(reduce(d)), float(low), float(high)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import polars as pl
 from scipy import stats as sps
 
+from ..bootstrap import case_resamples
 from .friedman import as_paired
 from .paired import wilcoxon
 from .pairing import PairedValues
@@ -137,7 +138,7 @@ def rank_stability(data: pl.DataFrame | PairedValues, metric: str | None = None,
     paired = as_paired(data, metric, **pairing)
     n, k = paired.values.shape
     _, full = _scores(paired.values, paired.higher_is_better, scheme, aggregate, alpha)
-    resamples = np.random.default_rng(seed).integers(0, n, (n_boot, n))
+    resamples = case_resamples(n, n_boot, seed)
     boot = np.stack([_scores(paired.values[r], paired.higher_is_better, scheme, aggregate, alpha)[1]
                      for r in resamples])
     counts = np.stack([(boot == rank).sum(axis=0) for rank in range(1, k + 1)], axis=1)  # [model, rank]

@@ -12,34 +12,53 @@ tensor([[1.],
 """
 
 from .conventions import (
+    AGREEMENT_METRICS,
     CONVENTION_SPECS,
     CONVENTIONS,
     COUNTS,
     DEFAULT_CONVENTION,
+    EMPTY_PRESETS,
     HIGHER_IS_BETTER,
+    INSTANCE_METRICS,
     LESION_METRICS,
     METRICS,
+    TOPOLOGY_METRICS,
     Convention,
     ConventionSpec,
     EmptyPolicy,
 )
 from .engine import DEFAULT_METRICS, compute
-from .errors import LabelError, MetricInputError, OptionError, PercentileWarning, ShapeMismatchError, SpacingError
+from .errors import (
+    EmptyMaskError,
+    LabelError,
+    MetricInputError,
+    OptionError,
+    PercentileWarning,
+    ShapeMismatchError,
+    SpacingError,
+)
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
+from .instances import instance_metrics
 from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_detection, small_lesion_recall
+from .topology import TopologyOptions, betti_numbers
 
 __all__ = [
+    "AGREEMENT_METRICS",
     "CONVENTIONS",
     "CONVENTION_SPECS",
     "COUNTS",
     "DEFAULT_CONVENTION",
     "DEFAULT_METRICS",
     "DEFAULT_SIZE_BINS",
+    "EMPTY_PRESETS",
     "HIGHER_IS_BETTER",
+    "INSTANCE_METRICS",
     "LESION_METRICS",
     "METRICS",
+    "TOPOLOGY_METRICS",
     "Convention",
     "ConventionSpec",
+    "EmptyMaskError",
     "EmptyPolicy",
     "LabelError",
     "LesionCriteria",
@@ -48,11 +67,14 @@ __all__ = [
     "PercentileWarning",
     "ShapeMismatchError",
     "SpacingError",
+    "TopologyOptions",
     "assd",
+    "betti_numbers",
     "compute",
     "dice",
     "hausdorff",
     "hd95",
+    "instance_metrics",
     "iou",
     "label_components",
     "lesion_detection",

@@ -13,7 +13,15 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .conventions import CONVENTIONS, COUNTS, LESION_METRICS, METRIC_ALIASES, METRICS
+from .conventions import (
+    AGREEMENT_METRICS,
+    CONVENTIONS,
+    COUNTS,
+    LESION_METRICS,
+    METRIC_ALIASES,
+    METRICS,
+    TOPOLOGY_METRICS,
+)
 from .errors import LabelError, MetricInputError, OptionError, PercentileWarning, ShapeMismatchError, SpacingError
 
 ArrayLike = Any  # torch.Tensor | numpy.ndarray; kept loose so numpy users need no torch types
@@ -222,11 +230,11 @@ def check_options(metrics: Sequence[str], convention: str, percentile: float, to
     if not isinstance(metrics, (Sequence, np.ndarray)) or isinstance(metrics, str) or not all(
             isinstance(m, str) for m in metrics):
         raise OptionError(f"`metrics` must be a list of names such as ['dice', 'hd95'], but got {metrics!r}.")
-    known = set(METRICS) | set(METRIC_ALIASES) | set(LESION_METRICS) | set(COUNTS)
+    named = METRICS + AGREEMENT_METRICS + TOPOLOGY_METRICS + LESION_METRICS
+    known = set(named) | set(METRIC_ALIASES) | set(COUNTS)
     unknown = [m for m in metrics if m not in known]
     if unknown:
-        raise OptionError(f"Unknown metric(s) {unknown}; choose from {list(METRICS) + list(LESION_METRICS)} "
-                          f"(or the counts {list(COUNTS)}).")
+        raise OptionError(f"Unknown metric(s) {unknown}; choose from {list(named)} (or the counts {list(COUNTS)}).")
     if convention not in CONVENTIONS:
         raise OptionError(f"Unknown convention {convention!r}; choose from {list(CONVENTIONS)}.")
     if not (is_real(percentile) and 0 <= percentile <= 100):

@@ -19,18 +19,21 @@ from ._validation import (
 )
 from .boundaries import empty_frame, frame_boundaries, frame_pairs
 from .conventions import (
+    AGREEMENT_METRICS,
     COUNTS,
     DEFAULT_CONVENTION,
     DISTANCE_METRICS,
     LESION_METRICS,
     METRIC_ALIASES,
     OVERLAP_METRICS,
+    TOPOLOGY_METRICS,
     Convention,
     EmptyPolicy,
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import ConfusionCounts, class_masks, confusion_counts, overlap_metric, pixel_counts
 from .surface import apply_empty_policy, distance_metric, distances_between, sqrt_rn
+from .topology import TopologyOptions, topology_metrics
 
 #: The metric set :func:`compute` returns when none is named.
 DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hausdorff", "hd95", "assd", "nsd")
@@ -56,6 +59,7 @@ def compute(
     empty: EmptyPolicy | None = None,
     lesions: LesionCriteria | None = None,
     sizes: ArrayLike | None = None,
+    topology: TopologyOptions | None = None,
 ) -> dict[str, torch.Tensor]:
     """Compute several metrics at once, finding boundaries and distances once for all of them.
 
@@ -66,8 +70,11 @@ def compute(
         arrays; bool, any integer dtype, or floats holding whole numbers. 0 is background.
     metrics
         Names from ``dice, iou, precision, recall, specificity, hausdorff`` (or ``hd``), ``hd95,
-        assd, masd, nsd``, the lesion metrics ``lesion_recall, lesion_precision, lesion_f1,
-        fp_objects``, and the pixel counts ``tp, fp, fn, tn`` (``tn`` inside the ROI).
+        assd, masd, nsd``, the agreement metrics ``mcc, kappa, balanced_accuracy,
+        volume_similarity`` (:func:`~medseg_eval.metrics.overlap.agreement_metric`), the topology and
+        boundary metrics ``cldice, betti0_error, betti1_error, boundary_iou`` (:mod:`.topology`) and
+        ``boundary_f1`` (at ``tolerance``), the lesion metrics ``lesion_recall, lesion_precision,
+        lesion_f1, fp_objects``, and the pixel counts ``tp, fp, fn, tn`` (``tn`` inside the ROI).
     num_classes
         Number of classes including background; results cover classes ``1..num_classes-1``.
     spacing
@@ -96,6 +103,9 @@ def compute(
         score many sizes in few calls). Every value is then that of the case at its own size: the
         padding lies outside the region of interest, and the empty-mask rule's image diagonal is the
         case's own. Default: every case is ``H x W``.
+    topology
+        :class:`~medseg_eval.metrics.topology.TopologyOptions` of the topology metrics (Betti
+        connectivities, Boundary IoU's dilation); default ``TopologyOptions()`` (8/4, 0.02).
 
     Returns
     -------
@@ -123,6 +133,7 @@ def compute(
     num_classes = check_num_classes(num_classes)
     empty = as_policy(empty, EmptyPolicy, "empty")
     lesions = as_policy(lesions, LesionCriteria, "lesions")
+    topology = as_policy(topology, TopologyOptions, "topology")
     pred_t = as_label_tensor(pred, "pred", num_classes)
     target_t = as_label_tensor(target, "target", num_classes)
     check_same_shape(pred_t, target_t)
@@ -142,8 +153,9 @@ def compute(
     k = num_classes - 1
     out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
     lesion_names = [m for m in metrics if m in LESION_METRICS]
-    counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in COUNTS]
-    wanted = [m for m in metrics if m in DISTANCE_METRICS]
+    counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in AGREEMENT_METRICS or m in COUNTS]
+    wanted = [m for m in metrics if m in DISTANCE_METRICS or m == "boundary_f1"]
+    topology_names = [m for m in metrics if m in TOPOLOGY_METRICS and m != "boundary_f1"]
     # Whole images, in chunks of consecutive cases: every per-pixel pass runs on masks packed 8
     # pixels to a byte or costs one pass of bytes, so cropping cases to their foreground (and
     # grouping them by crop size) costs more in copies and calls than it saves, on CPU as on GPU.
@@ -159,11 +171,16 @@ def compute(
             ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
             for m in lesion_names:
                 out[m][cases] = ratios[m]
+        if topology_names:
+            pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases], roi_chunk, num_classes)
+            for m, values in topology_metrics(topology_names, pred_masks, target_masks, topology, empty,
+                                              sides[cases]).items():
+                out[m][cases] = values
         counts, bits = _pixel_passes(pred_t[cases], target_t[cases], roi_chunk, num_classes, per_block,
                                      count=bool(counted_metrics), pack=bool(wanted))
         if counted_metrics:
             for m in counted_metrics:
-                out[m][cases] = overlap_metric(m, counts, empty) if m in OVERLAP_METRICS else getattr(counts, m)
+                out[m][cases] = getattr(counts, m) if m in COUNTS else overlap_metric(m, counts, empty)
         if wanted:
             # Cases x classes become image pairs, pair = case * k + class.
             per_pair = spacing_t[cases].repeat_interleave(k, 0)

@@ -28,3 +28,7 @@ class OptionError(MetricInputError):
 
 class PercentileWarning(UserWarning):
     """``percentile`` lies between 0 and 1 with ``hd95``: most likely a fraction given for a percent."""
+
+
+class EmptyMaskError(MetricInputError):
+    """A metric is undefined on an empty mask and the empty-mask policy (e.g. ``EmptyPolicy.medpy()``) raises."""

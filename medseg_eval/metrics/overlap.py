@@ -113,13 +113,14 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 
 
 def overlap_metric(name: str, counts: ConfusionCounts, empty: EmptyPolicy) -> torch.Tensor:
-    """One overlap metric ``[B, K]`` from confusion counts, with the empty-mask policy applied.
+    """One overlap or agreement metric ``[B, K]`` from confusion counts, with the empty-mask policy applied.
 
     Definitions: Dice ``2tp / (2tp + fp + fn)``, IoU ``tp / (tp + fp + fn)``, precision
-    ``tp / (tp + fp)``, recall ``tp / (tp + fn)``, specificity ``tn / (tn + fp)``.
-    Dice, IoU, precision and recall look at the foreground: empty means no foreground pixel of the
-    class. Specificity looks at the background, so "empty" there means the class covers the whole
-    region of interest.
+    ``tp / (tp + fp)``, recall ``tp / (tp + fn)``, specificity ``tn / (tn + fp)``, and the agreement
+    metrics of :func:`agreement_metric`.
+    Dice, IoU, precision, recall and the agreement metrics look at the foreground: empty means no
+    foreground pixel of the class. Specificity looks at the background, so "empty" there means the
+    class covers the whole region of interest.
 
     Examples
     --------
@@ -132,15 +133,58 @@ def overlap_metric(name: str, counts: ConfusionCounts, empty: EmptyPolicy) -> to
         values = _ratio(tn, tn + fp)
         pred_empty, target_empty = (tn + fn) == 0, (tn + fp) == 0
     else:
-        values = {
+        formulas = {
             "dice": lambda: _ratio(2 * tp, 2 * tp + fp + fn),
             "iou": lambda: _ratio(tp, tp + fp + fn),
             "precision": lambda: _ratio(tp, tp + fp),
             "recall": lambda: _ratio(tp, tp + fn),
-        }[name]()
+        }
+        values = formulas[name]() if name in formulas else agreement_metric(name, counts)
         pred_empty, target_empty = (tp + fp) == 0, (tp + fn) == 0
     shape = values.shape
     flat = empty.apply(
         name, values.flatten(), pred_empty.flatten(), target_empty.flatten(), torch.zeros_like(values.flatten())
     )
     return flat.view(shape)
+
+
+def agreement_metric(name: str, counts: ConfusionCounts) -> torch.Tensor:
+    """MCC, Cohen's kappa, balanced accuracy or volume similarity ``[B, K]`` from confusion counts,
+    before the empty-mask policy.
+
+    With ``n = tp + fp + fn + tn``:
+
+    - ``mcc``: Matthews' correlation ``(tp*tn - fp*fn) / sqrt((tp+fp)(tp+fn)(tn+fp)(tn+fn))``
+      (Matthews 1975; Chicco & Jurman 2020);
+    - ``kappa``: Cohen's kappa ``(p_o - p_e) / (1 - p_e)``, ``p_o = (tp+tn)/n``,
+      ``p_e = ((tp+fp)(tp+fn) + (tn+fn)(tn+fp)) / n**2`` (Cohen 1960), computed as
+      ``2(tp*tn - fp*fn) / ((tp+fp)(fp+tn) + (tp+fn)(fn+tn))``;
+    - ``balanced_accuracy``: ``(tp/(tp+fn) + tn/(tn+fp)) / 2``, the specificity taken as 1 where
+      the class covers the whole region (no negative to find);
+    - ``volume_similarity``: ``1 - |fn - fp| / (2tp + fp + fn)``, that is ``1 - |V_P - V_G| / (V_P + V_G)``
+      (Taha & Hanbury 2015).
+
+    MCC and kappa are 0/0 where a mask is empty or covers the whole region: they are 1 there when
+    the masks agree everywhere and 0 (chance) otherwise, scikit-learn's rule for MCC; where a mask
+    is empty the empty-mask policy decides anyway.
+
+    Examples
+    --------
+    >>> c = ConfusionCounts(*(torch.tensor([[v]], dtype=torch.float64) for v in (6.0, 2.0, 1.0, 11.0)))
+    >>> [round(agreement_metric(m, c).item(), 4) for m in ("mcc", "kappa", "balanced_accuracy", "volume_similarity")]
+    [0.6847, 0.6809, 0.8516, 0.9333]
+    """
+    tp, fp, fn, tn = counts.tp, counts.fp, counts.fn, counts.tn
+    if name == "balanced_accuracy":
+        specificity = torch.where(tn + fp == 0, torch.ones_like(tn), _ratio(tn, tn + fp))
+        return 0.5 * (_ratio(tp, tp + fn) + specificity)
+    if name == "volume_similarity":
+        return 1.0 - _ratio((fn - fp).abs(), 2 * tp + fp + fn)
+    if name == "mcc":
+        num, den = tp * tn - fp * fn, ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)).sqrt()
+    elif name == "kappa":
+        num, den = 2 * (tp * tn - fp * fn), (tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)
+    else:
+        raise KeyError(name)
+    undefined = torch.where(fp + fn == 0, torch.ones_like(num), torch.zeros_like(num))
+    return torch.where(den > 0, num / den.clamp_min(1), undefined)

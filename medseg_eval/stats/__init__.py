@@ -4,6 +4,16 @@ Start from :func:`medseg_eval.compare`; the functions here are its parts, usable
 """
 
 from .compare import Comparison, compare
+from .crossval import (
+    CrossValidation,
+    CrossValidationError,
+    FoldCoverageError,
+    MixedSettingsError,
+    OverlappingFoldsError,
+    cross_validation,
+    load_run,
+    load_runs,
+)
 from .friedman import (
     FriedmanResult,
     cliques,
@@ -32,9 +42,14 @@ from .ranking import SCHEMES, RankStability, rank_models, rank_stability
 __all__ = [
     "SCHEMES",
     "Comparison",
+    "CrossValidation",
+    "CrossValidationError",
     "DroppedCasesWarning",
     "DuplicateCaseError",
+    "FoldCoverageError",
     "FriedmanResult",
+    "MixedSettingsError",
+    "OverlappingFoldsError",
     "PairedValues",
     "PairingError",
     "RankStability",
@@ -47,8 +62,11 @@ __all__ = [
     "compare",
     "conover",
     "critical_difference",
+    "cross_validation",
     "friedman",
     "higher_is_better",
+    "load_run",
+    "load_runs",
     "nemenyi",
     "nemenyi_q",
     "paired_t",

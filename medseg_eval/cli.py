@@ -68,10 +68,14 @@ def _datasets_build(args: argparse.Namespace) -> int:
 
     hashes = dict(h.split("=", 1) if "=" in h else (None, h) for h in args.sha256 or [])
     sha256 = hashes.pop(None) if list(hashes) == [None] else hashes or None
-    report = build(args.name, args.source or None, sha256=sha256, progress=not args.quiet)
+    report = build(args.name, args.source or None, splits=args.split, images=not args.masks_only, sha256=sha256,
+                   progress=not args.quiet)
     counts = ", ".join(f"{s}={n}" for s, n in report.counts.items())
     state = "checked against the shipped manifest" if report.pinned else "UNPINNED: no shipped manifest to check against"
     print(f"{report.dataset}: {counts} -> {report.folder} ({state}; manifest sha256 {report.manifest_sha256})")
+    if report.masks_only:
+        print(f"  masks only (no images) for {', '.join(report.masks_only)}: enough to score; "
+              f"`medseg-eval datasets build {report.dataset}` adds the images")
     for source in report.sources:
         if source.get("sha256_pinned") is False:
             print(f"  archive {source['archive']} is not pinned by the registry; its sha256 is {source['sha256']}")
@@ -147,7 +151,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.out:
         check_replaceable(args.out, RESULT_FILES)  # before scoring, not after
     res = evaluate(args.predictions, args.dataset, split=args.split, metrics=metrics, convention=args.convention,
-                   device=args.device, resize=args.resize, progress=not args.quiet)
+                   device=args.device, resize=args.resize, progress=not args.quiet, download=not args.no_download)
     p = res.provenance
     _summary_table(f"{p['dataset']} / {p['split']}: {p['num_cases']} cases, convention {p['convention']} "
                    "(mean [95% bootstrap CI])", {Path(args.predictions).name or "predictions": res})
@@ -424,7 +428,12 @@ def _add_datasets(commands: argparse._SubParsersAction) -> None:
     build = sub.add_parser("build", help="build the canonical copy from the official release into $MEDSEG_EVAL_HOME")
     build.add_argument("name")
     build.add_argument("--source", action="append", metavar="PATH_OR_URL",
-                       help="folder holding the release, its archive, or a URL (repeatable); default: the official URLs")
+                       help="folder holding the release, its archive, or a URL (repeatable); default: the official files "
+                            "holding the splits asked for ($MEDSEG_EVAL_MIRROR/<file> when set)")
+    build.add_argument("--split", action="append", metavar="S",
+                       help="build this split only (repeatable; default: all); splits built before are kept")
+    build.add_argument("--masks-only", action="store_true",
+                       help="fetch and store the masks only (enough to score predictions; images stay null)")
     build.add_argument("--sha256", action="append", metavar="[ARCHIVE=]HASH",
                        help="expected sha256 of the given archive (or ARCHIVE=HASH per archive, repeatable)")
     build.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -463,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda")
     evaluate.add_argument("--resize", choices=["nearest"], help="resize predictions of another size (recorded)")
     evaluate.add_argument("--out", help="folder to save the results in (parquet + provenance JSON)")
+    evaluate.add_argument("--no-download", action="store_true",
+                          help="never fetch the ground truth on first use (also MEDSEG_EVAL_OFFLINE=1)")
     evaluate.add_argument("--quiet", action="store_true", help="no progress bars")
     evaluate.set_defaults(run=_evaluate)
     _add_compare(commands)

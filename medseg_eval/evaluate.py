@@ -57,6 +57,7 @@ def evaluate(
     resize: Literal["nearest"] | None = None,
     verify_ground_truth: bool = True,
     progress: bool = True,
+    download: bool = True,
 ) -> Results:
     """Score predictions against a dataset's canonical ground truth (or the caller's own).
 
@@ -68,7 +69,8 @@ def evaluate(
         split's order (sorted case ids), scores ``[N, C, H, W]`` (argmax; one channel of probabilities: > 0.5), or a
         ``datasets.Dataset`` with ``case_id`` and ``mask`` columns.
     dataset
-        A registered dataset (``medseg-eval datasets list``), built or mirrored locally.
+        A registered dataset (``medseg-eval datasets list``). Not built yet, its split's masks are
+        fetched and built on first use where the release is public (see ``download``).
     split
         Default: the dataset's test split (e.g. ``"test"``; ``"validation"`` for Kvasir-SEG).
     targets, spacing, num_classes
@@ -91,7 +93,12 @@ def evaluate(
         Check every ground-truth mask against the manifest's sha256 as it is decoded (default). Turning it
         off is recorded in the provenance.
     progress
-        Show a progress bar counting the cases scored.
+        Show a progress bar counting the cases scored (and the download bar of a first-use fetch).
+    download
+        On first use of a public dataset, fetch just the files holding the split's masks
+        (``$MEDSEG_EVAL_MIRROR`` when set) and build them; ``False`` (or ``MEDSEG_EVAL_OFFLINE=1``,
+        ``HF_HUB_OFFLINE=1``) raises :class:`~medseg_eval.datasets.DatasetNotBuiltError` instead,
+        without any request. Generated datasets build themselves either way.
 
     Notes
     -----
@@ -141,7 +148,7 @@ def evaluate(
             if given:
                 raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's "
                                  "manifest; drop them, or score your own ground truth with `targets=`.")
-            truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth)
+            truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, download, progress)
             ids = sorted(truth.shapes)
             predictions = stack.enter_context(open_predictions(preds, ids, num_classes=len(class_names),
                                                                match=get_spec(dataset).match_file(ids)))
@@ -186,10 +193,11 @@ class _GroundTruth:
     read: Callable[[list[str]], list[tuple[np.ndarray, np.ndarray | None]]]
 
 
-def _dataset_truth(name: str, split: str | None, verify: bool) -> tuple[_GroundTruth, list[str], dict[str, Any]]:
+def _dataset_truth(name: str, split: str | None, verify: bool, download: bool,
+                   progress: bool) -> tuple[_GroundTruth, list[str], dict[str, Any]]:
     spec = get_spec(name)
     split = spec.check_split(split or spec.test_split)
-    stored = split_truth(spec.name, split)
+    stored = split_truth(spec.name, split, download=download, progress=progress)
 
     def read(ids: list[str]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         cases, wrong = stored.read(ids, verify=verify)  # each mask checked as it is decoded

@@ -6,19 +6,10 @@
 (120, 'validation')
 """
 
-from .build import (
-    BuildReport,
-    UnpinnedManifestWarning,
-    VerifyReport,
-    assign_splits,
-    build,
-    canonical_dir,
-    shipped_manifest,
-    verify,
-)
+from .build import BuildReport, UnpinnedManifestWarning, assign_splits, build, canonical_dir, shipped_manifest
 from .canonical import CaseRecord, CaseSource, manifest_sha256, mask_sha256
 from .cards import render_card
-from .download import download, home
+from .download import download, home, offline
 from .errors import (
     ChecksumError,
     DatasetError,
@@ -31,14 +22,16 @@ from .errors import (
     UnknownDatasetError,
     UnknownSplitError,
 )
+from .fetch import ensure
 from .hub import load_dataset, push
-from .registry import DatasetSpec, SourceFile, get_spec, list_datasets
+from .registry import DatasetSpec, Selection, SourceFile, get_spec, list_datasets
+from .verify import VerifyReport, verify
 
 __all__ = [
     "BuildReport", "CaseRecord", "CaseSource", "ChecksumError", "DatasetError", "DatasetNotBuiltError",
-    "DatasetSpec", "DownloadError", "ManifestMismatchError", "ManualDownloadRequired", "SourceFile",
+    "DatasetSpec", "DownloadError", "ManifestMismatchError", "ManualDownloadRequired", "Selection", "SourceFile",
     "SourceFileMissingError", "SourceFormatError", "UnknownDatasetError", "UnknownSplitError",
-    "UnpinnedManifestWarning", "VerifyReport", "assign_splits", "build", "canonical_dir", "download", "get_spec",
-    "home", "list_datasets", "load_dataset", "manifest_sha256", "mask_sha256", "push", "render_card",
+    "UnpinnedManifestWarning", "VerifyReport", "assign_splits", "build", "canonical_dir", "download", "ensure", "get_spec",
+    "home", "list_datasets", "load_dataset", "manifest_sha256", "mask_sha256", "offline", "push", "render_card",
     "shipped_manifest", "verify",
 ]

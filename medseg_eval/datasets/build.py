@@ -1,19 +1,21 @@
-"""From an official release to the canonical form, and back again to check a copy.
+"""From an official release to the canonical form.
 
-``build`` finds the release (a folder, an archive or a URL), lists its cases, assigns splits and
-folds (from the shipped manifest when there is one), reads every case, checks its mask hash, and
-writes the canonical folder atomically. ``verify`` re-hashes every stored mask against the manifest.
+``build`` finds the release (a folder, an archive, a URL, or the official files that hold the
+splits asked for), lists its cases, assigns splits and folds (from the shipped manifest when there
+is one), reads every case, checks its mask hash, and writes the canonical folder atomically. A
+build of some splits, or of masks only, keeps the splits already built that it does not replace.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import platform
-import re
+import shutil
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -25,7 +27,6 @@ from .canonical import (
     CaseSource,
     ShardWriter,
     check_record,
-    decode_image,
     manifest_csv,
     manifest_frame,
     manifest_sha256,
@@ -34,17 +35,13 @@ from .canonical import (
     split_files,
 )
 from .cards import render_card
-from .download import download, extract, file_sha256, home, is_archive, url_filename, verify_sha256
-from .errors import (
-    DatasetNotBuiltError,
-    ManifestMismatchError,
-    ManualDownloadRequired,
-    SourceFileMissingError,
-    SourceFormatError,
-)
-from .registry import DatasetSpec, get_spec
+from .download import home
+from .errors import ManifestMismatchError, SourceFileMissingError, SourceFormatError
+from .registry import DatasetSpec, Selection, get_spec
+from .sources import resolve_sources
 
-_URL = re.compile(r"^https?://", re.IGNORECASE)
+#: The split manifests shipped with the package, one ``<name>.csv`` each.
+MANIFESTS = resources.files("medseg_eval.datasets") / "splits"
 
 
 class UnpinnedManifestWarning(UserWarning):
@@ -58,8 +55,27 @@ def canonical_dir(name: str) -> Path:
 
 def shipped_manifest(name: str) -> pl.DataFrame | None:
     """The split manifest shipped with the package for ``name``, or ``None`` when none is pinned yet."""
-    path = resources.files("medseg_eval.datasets") / "splits" / f"{get_spec(name).name}.csv"
+    path = MANIFESTS / f"{get_spec(name).name}.csv"
     return read_manifest(path.read_bytes()) if path.is_file() else None
+
+
+def built_splits(folder: Path) -> dict[str, bool]:
+    """The splits a canonical folder holds, each with whether its images are stored (``False``: masks only).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> built_splits(pathlib.Path(tempfile.mkdtemp()))
+    {}
+    """
+    info_file = folder / "build_info.json"
+    if not (folder / "data").is_dir() or not info_file.is_file():
+        return {}
+    info = json.loads(info_file.read_text())
+    if "splits" in info:
+        return {s: bool(v["images"]) for s, v in info["splits"].items() if split_files(folder, s)}
+    # Copies built before partial builds existed hold every split they have shards for, with images.
+    return {s: True for s in info.get("counts", {}) if split_files(folder, s)}
 
 
 def assign_splits(spec: DatasetSpec, cases: Sequence[CaseSource]) -> dict[str, tuple[str, int | None]]:
@@ -96,57 +112,13 @@ def assign_splits(spec: DatasetSpec, cases: Sequence[CaseSource]) -> dict[str, t
     return {c: (s, fold_of_group[group_of[c]] if s == "train" else None) for c, s in split_of.items()}
 
 
-def resolve_sources(spec: DatasetSpec, sources: Sequence[str | Path], *, sha256: str | Mapping[str, str] | None = None,
-                    progress: bool = True) -> tuple[list[Path], list[dict[str, object]]]:
-    """Folders holding the release: given folders as they are; archives and URLs fetched, checked, extracted.
-
-    An archive is checked against the hash given for it in ``sha256`` (one hash when a single
-    source is given, or a mapping from archive file name to hash), else against the spec's pinned
-    hash for its file name; with neither, its hash is only recorded, marked unpinned. Returns the
-    folders and one provenance record per source (for ``build_info.json``).
-    """
-    if not sources:
-        if spec.manual_download:
-            raise ManualDownloadRequired(f"{spec.name} must be downloaded by hand: {spec.manual_download} "
-                                         f"Then run: medseg-eval datasets build {spec.name} --source <folder>.")
-        sources = [s.url for s in spec.sources]
-    expected = {s.filename: s.sha256 for s in spec.sources if s.sha256}
-    if isinstance(sha256, str):
-        if len(sources) != 1:
-            raise ValueError("one sha256 was given for several sources; give a mapping {archive name: sha256}.")
-        only = str(sources[0])
-        expected[url_filename(only) if _URL.match(only) else Path(only).name] = sha256
-    elif sha256 is not None:
-        expected.update(sha256)
-    roots, provenance = [], []
-    for source in sources:
-        text = str(source)
-        if _URL.match(text):
-            pinned = expected.get(url_filename(text))
-            path = download(text, home() / "downloads" / spec.name, sha256=pinned, progress=progress)
-        else:
-            path = Path(text).expanduser()
-            if not path.exists():
-                raise SourceFileMissingError(f"source {path} does not exist; pass the folder holding "
-                                             f"{spec.source_folder}/, its archive, or a URL.")
-            pinned = expected.get(path.name) if path.is_file() else None
-            if pinned:
-                verify_sha256(path, pinned)
-        record: dict[str, object] = {"source": text}
-        if path.is_dir():
-            roots.append(path)
-        elif is_archive(path):
-            record.update(archive=path.name, sha256=pinned or file_sha256(path), sha256_pinned=pinned is not None)
-            roots.append(extract(path, home() / "sources" / spec.name / path.name))
-        else:
-            raise SourceFormatError(f"source {path} is neither a folder nor a zip/tar archive (a RAR must be unpacked first).")
-        provenance.append(record)
-    return roots, provenance
-
-
 @dataclass
 class BuildReport:
-    """What :func:`build` wrote and how the result was checked."""
+    """What :func:`build` wrote and how the result was checked.
+
+    ``counts`` covers every split the folder now holds; ``splits`` those this build wrote, with
+    their images unless ``images`` is False; ``masks_only`` the splits of the folder without images.
+    """
 
     dataset: str
     folder: Path
@@ -154,11 +126,14 @@ class BuildReport:
     pinned: bool
     manifest_sha256: str
     sources: list[dict[str, object]]
+    splits: list[str]
+    images: bool
+    masks_only: list[str]
 
 
-def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
-          sha256: str | Mapping[str, str] | None = None, progress: bool = True) -> BuildReport:
-    """Build the canonical copy of ``name`` from its official release into :func:`canonical_dir`.
+def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *, splits: Sequence[str] | None = None,
+          images: bool = True, sha256: str | Mapping[str, str] | None = None, progress: bool = True) -> BuildReport:
+    """Build the canonical copy of ``name`` (or some of its splits) into :func:`canonical_dir`.
 
     Parameters
     ----------
@@ -166,8 +141,14 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
         A registered dataset (``medseg-eval datasets list``).
     source
         The folder that holds the release's top folder (e.g. the folder holding ``Kvasir-SEG/``),
-        the release's archive, a URL, or several of these; ``None`` downloads the official archives
-        (not possible for releases behind a registration).
+        the release's archive, a URL, or several of these; ``None`` fetches the official files that
+        hold the splits asked for (from ``$MEDSEG_EVAL_MIRROR`` when set; not possible for
+        releases behind a registration). Files fetched before are reused.
+    splits
+        The splits to build (default: all). Splits built before and not named here are kept.
+    images
+        ``False`` builds masks only: the files holding the images are not fetched, and the
+        ``image`` column is null (recorded in ``build_info.json`` and the card). Enough to score.
     sha256
         Expected hash of the given archive, or a mapping from archive file name to hash; it takes
         the place of the registry's pinned hash for that archive.
@@ -176,7 +157,9 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
     ------
     ManifestMismatchError
         When the release's cases or mask hashes differ from the shipped manifest; nothing is written.
-    SourceFileMissingError, SourceFormatError, ChecksumError, ManualDownloadRequired
+    ChecksumError
+        When a file does not have its pinned sha256; it is deleted and nothing is written.
+    SourceFileMissingError, SourceFormatError, ManualDownloadRequired, UnknownSplitError
 
     Examples
     --------
@@ -189,33 +172,31 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
     from tqdm.auto import tqdm
 
     spec = get_spec(name)
+    wanted = list(spec.splits) if splits is None else [s for s in spec.splits if s in {spec.check_split(x) for x in splits}]
+    if not wanted:
+        raise ValueError(f"{spec.name}: `splits` names no split; give some of {', '.join(spec.splits)}, or None for all.")
+    want = Selection(frozenset(wanted), images)
     sources = [] if source is None else [source] if isinstance(source, (str, Path)) else list(source)
-    roots, provenance = resolve_sources(spec, sources, sha256=sha256, progress=progress)
-    cases = sorted(spec.builder(roots), key=lambda c: c.case_id)
+    roots, provenance = resolve_sources(spec, sources, want=want, sha256=sha256, progress=progress)
+    cases = sorted(spec.builder(roots, want), key=lambda c: c.case_id)
     seen: set[str] = set()
     duplicates = {c.case_id for c in cases if c.case_id in seen or seen.add(c.case_id)}
     if duplicates:
         raise SourceFormatError(f"{spec.name}: case ids found twice in the release: {', '.join(sorted(duplicates))}.")
     if not cases:
         raise SourceFileMissingError(f"{spec.name}: no cases found under {', '.join(map(str, roots))}.")
-
     shipped = shipped_manifest(spec.name)
-    if shipped is None:
-        warnings.warn(f"{spec.name}: no manifest ships for this dataset yet; splits and mask hashes are "
-                      "computed from this copy and not checked against a pinned reference.", UnpinnedManifestWarning, stacklevel=2)
-        assignment = assign_splits(spec, cases)
-        expected = {}
-    else:
-        ids = {c.case_id for c in cases}
-        missing, extra = sorted(set(shipped["case_id"]) - ids), sorted(ids - set(shipped["case_id"]))
-        if missing or extra:
-            raise ManifestMismatchError(spec.name, missing=missing, extra=extra,
-                                        hint="The release in --source is incomplete or not the official one.")
-        assignment = {r["case_id"]: (r["split"], r["fold"]) for r in shipped.iter_rows(named=True)}
-        expected = dict(zip(shipped["case_id"], shipped["mask_sha256"]))
+    assignment, expected = _assignment(spec, cases, shipped, want.splits)
+    cases = [c for c in cases if assignment[c.case_id][0] in want.splits]
+    empty = [s for s in wanted if splits is not None and not any(assignment[c.case_id][0] == s for c in cases)]
+    if empty:
+        raise SourceFileMissingError(f"{spec.name}: no case of split(s) {', '.join(empty)} under "
+                                     f"{', '.join(map(str, roots))}; is the release complete?")
 
-    with atomic_directory(canonical_dir(spec.name)) as staging:
-        writers = {split: ShardWriter(staging, split, spec.roi is not None) for split in spec.splits}
+    folder = canonical_dir(spec.name)
+    kept = _kept_splits(spec, folder, want.splits, pinned=shipped is not None)
+    with atomic_directory(folder) as staging:
+        writers = {split: ShardWriter(staging, split, spec.roi is not None) for split in wanted}
         group_of = {c.case_id: c.group or c.case_id for c in cases}
         rows, mismatched = [], []
         for case in tqdm(cases, desc=f"building {spec.name}", unit="case", disable=not progress):
@@ -232,10 +213,13 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
                                         hint="These masks differ from the canonical ones: is --source the unmodified official release?")
         for writer in writers.values():
             writer.close()
-        manifest = manifest_frame(rows)
+        manifest, info = _keep(folder, staging, kept, manifest_frame(rows))
         counts = {s: n for s, n in sorted(manifest["split"].value_counts().iter_rows())}
+        split_info = {**info["splits"], **{s: {"cases": counts.get(s, 0), "images": images} for s in wanted}}
+        masks_only = [s for s in spec.splits if s in split_info and not split_info[s]["images"]]
         (staging / "manifest.csv").write_bytes(manifest_csv(manifest))
-        (staging / "README.md").write_text(render_card(spec, counts=counts))
+        (staging / "README.md").write_text(render_card(spec, counts=counts, masks_only=masks_only))
+        ours = {str(p.get("archive") or p["source"]) for p in provenance}
         info = {
             "dataset": spec.name,
             "builder_version": spec.builder_version,
@@ -243,78 +227,64 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
             "manifest_sha256": manifest_sha256(manifest),
             "manifest_pinned": shipped is not None,
             "counts": counts,
-            "sources": provenance,
+            "splits": {s: split_info[s] for s in spec.splits if s in split_info},
+            "masks_only": masks_only,
+            "sources": [p for p in info["sources"] if str(p.get("archive") or p["source"]) not in ours] + provenance,
             "python": platform.python_version(),
             "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         (staging / "build_info.json").write_text(json.dumps(info, indent=2) + "\n")
-    return BuildReport(spec.name, canonical_dir(spec.name), counts, shipped is not None, info["manifest_sha256"], provenance)
+    return BuildReport(spec.name, folder, counts, shipped is not None, info["manifest_sha256"], info["sources"],
+                       wanted, images, masks_only)
+
+
+def _assignment(spec: DatasetSpec, cases: Sequence[CaseSource], shipped: pl.DataFrame | None,
+                wanted: frozenset[str]) -> tuple[dict[str, tuple[str, int | None]], dict[str, str]]:
+    """Split and fold of every case, and the manifest's mask hash of each (none when no manifest ships)."""
+    if shipped is None:
+        warnings.warn(f"{spec.name}: no manifest ships for this dataset yet; splits and mask hashes are "
+                      "computed from this copy and not checked against a pinned reference.", UnpinnedManifestWarning, stacklevel=3)
+        return assign_splits(spec, cases), {}
+    ids = {c.case_id for c in cases}
+    missing = sorted(set(shipped.filter(pl.col("split").is_in(list(wanted)))["case_id"]) - ids)
+    extra = sorted(ids - set(shipped["case_id"]))
+    if missing or extra:
+        raise ManifestMismatchError(spec.name, missing=missing, extra=extra,
+                                    hint="The release in --source is incomplete or not the official one.")
+    assignment = {r["case_id"]: (r["split"], r["fold"]) for r in shipped.iter_rows(named=True) if r["case_id"] in ids}
+    return assignment, dict(zip(shipped["case_id"], shipped["mask_sha256"]))
+
+
+def _kept_splits(spec: DatasetSpec, folder: Path, rebuilt: frozenset[str], *, pinned: bool) -> list[str]:
+    """The splits of the existing copy that a build of ``rebuilt`` keeps: all others, if the same builder made them."""
+    held = built_splits(folder)
+    if not held:
+        return []
+    info = json.loads((folder / "build_info.json").read_text())
+    if info.get("builder_version") != spec.builder_version or info.get("manifest_pinned") != pinned:
+        return []  # made by another builder or against another manifest: rebuilt when next asked for
+    return [s for s in spec.splits if s in held and s not in rebuilt]
+
+
+def _keep(folder: Path, staging: Path, kept: list[str], manifest: pl.DataFrame) -> tuple[pl.DataFrame, dict]:
+    """Carry the ``kept`` splits of the existing copy into ``staging``: their shards (hard-linked where the
+    file system allows), manifest rows, split records and sources. Returns the joint manifest and the old records."""
+    if not kept:
+        return manifest, {"splits": {}, "sources": []}
+    old = json.loads((folder / "build_info.json").read_text())
+    old_splits = old.get("splits") or {s: {"cases": old["counts"].get(s, 0), "images": True} for s in kept}
+    for split in kept:
+        for shard in split_files(folder, split):
+            try:
+                os.link(shard, staging / "data" / shard.name)
+            except OSError:
+                shutil.copy2(shard, staging / "data" / shard.name)
+    previous = read_manifest(folder / "manifest.csv").filter(pl.col("split").is_in(kept))
+    joint = manifest_frame(manifest.to_dicts() + previous.to_dicts())
+    return joint, {"splits": {s: old_splits[s] for s in kept}, "sources": old.get("sources", [])}
 
 
 def _package_version() -> str:
     from .. import __version__
 
     return __version__
-
-
-@dataclass
-class VerifyReport:
-    """The result of :func:`verify`: cases whose stored mask, split or presence differ from the manifest."""
-
-    dataset: str
-    checked: int
-    pinned: bool
-    missing: list[str] = field(default_factory=list)
-    extra: list[str] = field(default_factory=list)
-    mismatched: list[str] = field(default_factory=list)
-    misplaced: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Every case of the manifest present, in its split, with the manifest's mask hash."""
-        return not (self.missing or self.extra or self.mismatched or self.misplaced)
-
-
-def verify(name: str, *, folder: Path | None = None, progress: bool = True) -> VerifyReport:
-    """Re-hash every stored mask of a canonical copy and compare it with the manifest.
-
-    The reference is the shipped manifest; for a dataset without one, the manifest written at
-    build time (``pinned=False`` in the report).
-
-    Examples
-    --------
-    >>> report = verify("drive", progress=False) if canonical_dir("drive").exists() else None
-    >>> report is None or (report.ok and report.checked == 40)
-    True
-    """
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
-    spec = get_spec(name)
-    folder = folder or canonical_dir(spec.name)
-    if not (folder / "data").is_dir():
-        raise DatasetNotBuiltError(f"no canonical copy of {spec.name} at {folder}; run: medseg-eval datasets build {spec.name} --source <folder>.")
-    reference = shipped_manifest(spec.name)
-    pinned = reference is not None
-    if reference is None:
-        reference = read_manifest(folder / "manifest.csv")
-    expected = {r["case_id"]: r for r in reference.iter_rows(named=True)}
-    report = VerifyReport(spec.name, 0, pinned)
-    found = set()
-    for split in spec.splits:
-        for shard in split_files(folder, split):
-            table = pq.read_table(shard, columns=["case_id", "mask"])
-            for case_id, mask in tqdm(zip(table["case_id"].to_pylist(), table["mask"].to_pylist()), total=table.num_rows,
-                                      desc=f"verifying {shard.name}", unit="case", disable=not progress):
-                report.checked += 1
-                found.add(case_id)
-                row = expected.get(case_id)
-                if row is None:
-                    report.extra.append(case_id)
-                    continue
-                if row["split"] != split:
-                    report.misplaced.append(case_id)
-                if mask_sha256(decode_image(mask["bytes"])) != row["mask_sha256"]:
-                    report.mismatched.append(case_id)
-    report.missing = sorted(set(expected) - found)
-    return report

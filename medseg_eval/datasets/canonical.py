@@ -10,6 +10,8 @@ On disk a canonical dataset is a folder in Hugging Face layout, loadable by
 
 Images keep their release encoding when it is JPEG or PNG (no recompression); other formats
 (TIFF, BMP, GIF, NIfTI) are stored as lossless PNG. Masks and regions of interest are always PNG.
+A masks-only build (``build(..., images=False)``) stores null images; ``build_info.json`` and the
+card name its splits.
 """
 
 from __future__ import annotations
@@ -35,12 +37,12 @@ SHARD_BYTES = 256 * 2**20
 class CaseRecord:
     """One canonical case: what a builder makes of the release's files for one image.
 
-    ``image`` is the encoded image (JPEG or PNG bytes), ``mask`` an integer label map ``[H, W]``,
+    ``image`` is the encoded image (JPEG or PNG bytes; ``None`` in a masks-only build), ``mask`` an integer label map ``[H, W]``,
     ``roi`` an optional bool map of the same size, ``spacing`` the pixel size ``(sy, sx)``.
     """
 
     case_id: str
-    image: bytes
+    image: bytes | None
     mask: np.ndarray
     spacing: tuple[float, float] = (1.0, 1.0)
     roi: np.ndarray | None = None
@@ -126,7 +128,7 @@ def check_record(record: CaseRecord, num_classes: int, source: str) -> None:
     mask = record.mask
     if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
         raise SourceFormatError(f"{record.case_id}: mask from {source} must be an integer [H, W] map, got {mask.dtype} {mask.shape}.")
-    height, width = image_size(record.image)
+    height, width = image_size(record.image) if record.image is not None else mask.shape
     if mask.shape != (height, width):
         raise SourceFormatError(
             f"{record.case_id}: mask {mask.shape[0]}x{mask.shape[1]} does not match its image "
@@ -201,7 +203,7 @@ class ShardWriter:
     def add(self, record: CaseRecord, group: str) -> None:
         row = {
             "case_id": record.case_id,
-            "image": {"bytes": record.image, "path": None},
+            "image": None if record.image is None else {"bytes": record.image, "path": None},
             "mask": {"bytes": encode_png(record.mask), "path": None},
             "spacing": [float(s) for s in record.spacing],
             "group": group,
@@ -212,7 +214,7 @@ class ShardWriter:
             row["roi"] = {"bytes": encode_png(record.roi.astype(np.uint8)), "path": None}
         self.rows.append(row)
         self.count += 1
-        self.pending_bytes += len(record.image)
+        self.pending_bytes += len(record.image) if record.image is not None else 0
         if self.pending_bytes >= SHARD_BYTES:
             self._flush()
 

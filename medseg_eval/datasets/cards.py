@@ -6,10 +6,10 @@ and the README.md of a built canonical folder (counts as built), so the two cann
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .registry import DatasetSpec
+from .registry import DatasetSpec, SourceFile
 
 # Hugging Face licence ids for the licences the catalog uses; anything else is "other" with a name.
 _HF_LICENSES = {"CC0-1.0": "cc0-1.0", "CC-BY-4.0": "cc-by-4.0", "CC-BY-NC-SA-4.0": "cc-by-nc-sa-4.0"}
@@ -42,8 +42,10 @@ def front_matter(spec: DatasetSpec, counts: Mapping[str, int]) -> dict:
     return meta
 
 
-def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> str:
+def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None, masks_only: Sequence[str] = ()) -> str:
     """The dataset card of ``spec`` as Markdown with YAML front matter.
+
+    ``masks_only`` names the splits of a built copy stored without their images.
 
     Examples
     --------
@@ -70,13 +72,16 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> s
         lines += ["", f"Region of interest (column `roi`, 1 inside): {spec.roi} Every metric is restricted to it."]
     lines += ["", "## Splits", "", "| split | cases |", "|---|---|"]
     lines += [f"| {s}{' (scored by default)' if s == spec.test_split else ''} | {counts.get(s, 0)} |" for s in spec.splits]
+    if masks_only:
+        lines += ["", (f"Masks only: the split(s) {', '.join(masks_only)} of this copy hold no images (column `image` is "
+                       f"null): enough to score predictions. `medseg-eval datasets build {spec.name}` adds them.")]
     lines += ["", spec.split_rule.strip(), "",
               (f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256) fixes every case's split and "
               f"{spec.folds}-fold cross-validation fold (seed {spec.seed}; held-out cases have no fold). "
               "`mask_sha256` is the sha256 of `b\"<H> <W>\\n\"` followed by the decoded label map as uint8, row-major; "
               f"`medseg-eval datasets verify {spec.name}` checks a copy against it."), ""]
-    lines += ["## Source", "", f"Homepage: {spec.homepage}", "", "| file | sha256 |", "|---|---|"]
-    lines += [f"| [{s.filename}]({s.url}) | {s.sha256 or 'unknown (not pinned)'} |" for s in spec.sources]
+    lines += ["## Source", "", f"Homepage: {spec.homepage}", "", "| file | holds | sha256 |", "|---|---|---|"]
+    lines += [f"| [{s.filename}]({s.url}) | {_holds(s)} | {s.sha256 or 'unknown (not pinned)'} |" for s in spec.sources]
     notes = [s for s in spec.sources if s.note]
     if notes:
         lines += [""] + [f"- {s.filename}: {s.note}" for s in notes]
@@ -87,6 +92,12 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None) -> s
     lines += ["", "## License", "", f"{spec.license}. See {spec.homepage}. The canonical copy carries the release's terms.", "",
               "## Citation", "", "```bibtex", spec.citation.strip(), "```", ""]
     return "\n".join(lines)
+
+
+def _holds(source: SourceFile) -> str:
+    """``masks: test; images: test`` — what a file of the release holds (a masks-only build fetches the first)."""
+    return "; ".join(f"{kind}: {', '.join(splits)}" for kind, splits in (("masks", source.masks), ("images", source.images))
+                     if splits)
 
 
 def write_cards(folder: Path) -> list[Path]:

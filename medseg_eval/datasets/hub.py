@@ -5,46 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .build import canonical_dir, shipped_manifest, verify
+from .build import canonical_dir, shipped_manifest
 from .canonical import read_manifest, read_split, split_files
 from .download import home
 from .errors import DatasetNotBuiltError, ManifestMismatchError
-from .registry import DatasetSpec, get_spec
+from .fetch import ensure, not_built_hint
+from .registry import get_spec
+from .verify import verify
 
 if TYPE_CHECKING:
     import datasets
 
 
-def _build_hint(spec: DatasetSpec) -> str:
-    how = f"run `medseg-eval datasets build {spec.name} --source <folder holding {spec.source_folder}/>`"
-    if spec.manual_download:
-        how += f" after downloading it by hand: {spec.manual_download}"
-    return how + "."
-
-
-def locate(spec: DatasetSpec, revision: str | None = None) -> Path:
-    """The folder holding the canonical copy: the local build, else the Hub mirror at the pinned revision.
-
-    ``revision`` asks for that commit of the Hub mirror explicitly (a local build has none).
-    """
-    local = canonical_dir(spec.name)
-    if revision is None and (local / "data").is_dir():
-        return local
-    if spec.hub_repo is None:
-        raise DatasetNotBuiltError(f"{spec.name} is not built in {local} and has no Hub mirror yet; {_build_hint(spec)}")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        return Path(snapshot_download(spec.hub_repo, repo_type="dataset", revision=revision or spec.hub_revision,
-                                      cache_dir=home() / "hub"))
-    except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as err:
-        raise DatasetNotBuiltError(f"{spec.name}: cannot fetch {spec.hub_repo}@{revision or spec.hub_revision} "
-                                   f"({err}); offline, {_build_hint(spec)}") from err
-
-
 def load_dataset(name: str, split: str | None = None, revision: str | None = None, *,
-                 data_dir: str | Path | None = None) -> datasets.Dataset | datasets.DatasetDict:
+                 data_dir: str | Path | None = None, download: bool = True) -> datasets.Dataset | datasets.DatasetDict:
     """Load a dataset's canonical copy as a Hugging Face ``datasets.Dataset`` (or all splits as a ``DatasetDict``).
 
     Columns: ``case_id``, ``image`` and ``mask`` (PIL images; the mask's values are class ids),
@@ -62,6 +36,11 @@ def load_dataset(name: str, split: str | None = None, revision: str | None = Non
         A commit of the Hub mirror; ``None`` takes the local build if there is one, else the pinned revision.
     data_dir
         A folder in the canonical layout to read instead (e.g. a clone of the Hub repo).
+    download
+        On first use, build the split(s) from the official release when it is public (and the
+        generated datasets in any case); ``False`` (or ``MEDSEG_EVAL_OFFLINE=1``, ``HF_HUB_OFFLINE=1``)
+        raises :class:`DatasetNotBuiltError` instead, without any request. See
+        :func:`medseg_eval.datasets.fetch.ensure`.
 
     Examples
     --------
@@ -73,15 +52,15 @@ def load_dataset(name: str, split: str | None = None, revision: str | None = Non
     import datasets
 
     spec = get_spec(name)
-    folder = Path(data_dir) if data_dir is not None else locate(spec, revision)
     splits = [spec.check_split(split)] if split is not None else list(spec.splits)
+    folder = Path(data_dir) if data_dir is not None else ensure(spec.name, splits, revision=revision, download=download)
     manifest = shipped_manifest(spec.name)
     if manifest is None and (folder / "manifest.csv").is_file():
         manifest = read_manifest(folder / "manifest.csv")
     loaded = {}
     for s in splits:
         if not split_files(folder, s):
-            raise DatasetNotBuiltError(f"{folder} holds no shards for split {s!r} of {spec.name}; {_build_hint(spec)}")
+            raise DatasetNotBuiltError(f"{folder} holds no shards for split {s!r} of {spec.name}; {not_built_hint(spec, [s])}")
         # A local build keeps its Arrow cache inside, so a rebuild (which replaces the folder) drops it.
         cache = folder / ".arrow" if folder == canonical_dir(spec.name) else home() / "arrow" / spec.name
         ds = read_split(folder, s, cache_dir=cache)

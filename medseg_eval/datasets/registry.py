@@ -12,23 +12,52 @@ from typing import TYPE_CHECKING, Literal
 from .errors import UnknownDatasetError, UnknownSplitError
 
 if TYPE_CHECKING:
-    from .canonical import CaseRecord
+    from .canonical import CaseSource
 
-Builder = Callable[[Sequence[Path]], Iterator["CaseRecord"]]
+
+@dataclass(frozen=True)
+class Selection:
+    """What a build reads of the release: these splits, with their images or masks only.
+
+    Builders receive it so that they neither look for nor read files that were not fetched
+    (ISIC 2018's test masks come without any image archive).
+
+    Examples
+    --------
+    >>> want = Selection(frozenset({"test"}), images=False)
+    >>> want.image(Path("a.jpg")) is None, "test" in want.splits
+    (True, True)
+    """
+
+    splits: frozenset[str]
+    images: bool = True
+
+    def image(self, path: Path) -> Path | None:
+        """``path`` when images are read, else ``None`` (the loaders then store no image)."""
+        return path if self.images else None
+
+
+Builder = Callable[[Sequence[Path], Selection], Iterator["CaseSource"]]
 
 
 @dataclass(frozen=True)
 class SourceFile:
-    """One file of the official release.
+    """One file of the official release, and what it holds.
 
     ``sha256=None`` means *unknown*: nobody has pinned it yet. A download of such a file is kept,
     its hash is reported, and the build says that the archive is unpinned; nothing is invented.
+    ``masks`` and ``images`` name the splits whose masks, and whose images, the file holds: a
+    build of some splits, or of masks only, fetches just the files that hold them.
     """
 
     filename: str
     url: str
     sha256: str | None = None
     note: str = ""
+    masks: tuple[str, ...] = ()
+    images: tuple[str, ...] = ()
+    #: The build reads the file only once unpacked by hand (a RAR, zips nested in a zip).
+    unpack_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -71,7 +100,8 @@ class DatasetSpec:
         Cross-validation folds over the ``"train"`` split's groups, drawn with this seed (the
         founding study used 5 folds and seed 42).
     builder
-        Turns the release's folders into :class:`~medseg_eval.datasets.canonical.CaseRecord` s.
+        Lists the cases (:class:`~medseg_eval.datasets.canonical.CaseSource` s) found in the release's
+        folders, reading only what the :class:`Selection` asks for.
     """
 
     name: str
@@ -101,6 +131,22 @@ class DatasetSpec:
     seed: int = 42
     # Bumped whenever the builder's output changes, so that caches and results name what made them.
     builder_version: int = 1
+
+    @property
+    def generated(self) -> bool:
+        """Made by its builder, from nothing downloaded (``synthetic-lesions``)."""
+        return not self.sources
+
+    def sources_for(self, splits: Sequence[str], *, images: bool = True) -> tuple[SourceFile, ...]:
+        """The release's files that hold the masks of ``splits`` (and their images when ``images``).
+
+        Examples
+        --------
+        >>> [s.filename for s in get_spec("isic2018").sources_for(["test"], images=False)]
+        ['ISIC2018_Task1_Test_GroundTruth.zip']
+        """
+        wanted = set(splits)
+        return tuple(s for s in self.sources if wanted & set(s.masks) or images and wanted & set(s.images))
 
     @property
     def num_classes(self) -> int:
@@ -143,6 +189,14 @@ def register(spec: DatasetSpec) -> DatasetSpec:
         raise ValueError(f"dataset {spec.name!r} is registered twice")
     if spec.test_split not in spec.splits:
         raise ValueError(f"{spec.name}: test split {spec.test_split!r} is not one of {list(spec.splits)}")
+    for source in spec.sources:
+        unknown = set(source.masks + source.images) - set(spec.splits)
+        if unknown:
+            raise ValueError(f"{spec.name}: {source.filename} holds unknown splits {sorted(unknown)}")
+    for kind in ("masks", "images"):
+        uncovered = [s for s in spec.splits if spec.sources and not any(s in getattr(f, kind) for f in spec.sources)]
+        if uncovered:
+            raise ValueError(f"{spec.name}: no source file declares the {kind} of split(s) {uncovered}")
     _REGISTRY[spec.name] = spec
     return spec
 

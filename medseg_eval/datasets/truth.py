@@ -27,7 +27,8 @@ from .._parallel import map_in_threads
 from .build import shipped_manifest
 from .canonical import manifest_sha256, mask_sha256, read_manifest, split_files
 from .errors import SourceFormatError
-from .hub import load_dataset, locate
+from .fetch import ensure
+from .hub import load_dataset
 from .registry import get_spec
 
 #: Splits whose stored masks stay in memory (the most recently used ones).
@@ -118,10 +119,12 @@ class SplitTruth:
         return mask, roi
 
 
-def split_truth(name: str, split: str) -> SplitTruth:
+def split_truth(name: str, split: str, *, download: bool = True, progress: bool = True) -> SplitTruth:
     """The ground truth of ``split`` of the local build (else the pinned Hub mirror) of ``name``.
 
     Loaded on the first call, and again only when the copy changes (a rebuild, an edited shard).
+    On first use, the split's masks are fetched and built as :func:`~medseg_eval.datasets.fetch.ensure`
+    says (``download=False``: an error instead).
 
     Examples
     --------
@@ -132,7 +135,7 @@ def split_truth(name: str, split: str) -> SplitTruth:
     """
     spec = get_spec(name)
     split = spec.check_split(split)
-    folder = locate(spec)
+    folder = ensure(spec.name, [split], images=False, download=download, progress=progress)
     shipped = shipped_manifest(spec.name)
     manifest = shipped if shipped is not None else read_manifest(folder / "manifest.csv")
     key = (spec.name, split, str(folder), spec.hub_revision, manifest_sha256(manifest), _files_identity(folder, split))

@@ -55,9 +55,14 @@ def binarize(gray: np.ndarray, threshold: int = 128) -> np.ndarray:
     return (gray >= threshold).astype(np.uint8)
 
 
-def binary_case(image: Path, mask: Path) -> CaseRecord:
-    """The case of an image and its 0/255 mask (binarized at 128), named by the image's file stem."""
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_mask(mask)))
+def binary_case(case_id: str, image: Path | None, mask: Path) -> CaseRecord:
+    """The case of an image (``None``: masks only) and its 0/255 mask, binarized at 128."""
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=binarize(read_mask(mask)))
+
+
+def optional_image(path: Path | None) -> bytes | None:
+    """The image as stored canonically, or ``None`` for a masks-only build."""
+    return None if path is None else image_bytes(path)
 
 
 def split_list(path: Path) -> list[str]:

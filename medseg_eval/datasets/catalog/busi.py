@@ -14,25 +14,25 @@ from pathlib import Path
 
 import numpy as np
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseRecord, CaseSource
 from ..errors import SourceFileMissingError, SourceFormatError
-from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_mask, require
+from ..registry import DatasetSpec, Selection, SourceFile, register
+from ._common import binarize, find_folder, optional_image, read_mask, require
 
 _IMAGE = re.compile(r"^(benign|malignant|normal) \((\d+)\)$")
 
 
-def _load(image: Path, masks: list[Path]) -> CaseRecord:
+def _load(case_id: str, image: Path | None, masks: list[Path]) -> CaseRecord:
     merged = None
     for path in masks:
         mask = binarize(read_mask(path))
         if merged is not None and mask.shape != merged.shape:
             raise SourceFormatError(f"{path.name} is {mask.shape}, but {masks[0].name} is {merged.shape}.")
         merged = mask if merged is None else np.maximum(merged, mask)
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=merged)
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=merged)
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, "Dataset_BUSI_with_GT")
     for category in ("benign", "malignant", "normal"):
         folder = require(base / category)
@@ -42,7 +42,7 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
             masks = sorted(folder.glob(f"{glob_escape(image.stem)}_mask*.png"))
             if not masks:
                 raise SourceFileMissingError(f"{folder / (image.stem + '_mask.png')} is missing from the release.")
-            yield CaseSource(image.stem, partial(_load, image, masks))
+            yield CaseSource(image.stem, partial(_load, image.stem, want.image(image), masks))
 
 
 def glob_escape(text: str) -> str:
@@ -76,7 +76,8 @@ SPEC = register(DatasetSpec(
     sources=(SourceFile("Dataset_BUSI.zip", "https://scholar.cu.edu.eg/Dataset_BUSI.zip",
                         "b2ce09f6063a31a73f628b6a6ee1245187cbaec225e93e563735691d68654de7",
                         note="sha256 as pinned by torch-em; the server's TLS certificate is often invalid, in which "
-                             "case download by hand and pass the zip as --source."),),
+                             "case download by hand and pass the zip as --source.",
+                        masks=("train", "test"), images=("train", "test")),),
     source_folder="Dataset_BUSI_with_GT",
     builder=cases,
     holdout={"test": 0.2},

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..canonical import CaseRecord, CaseSource, encode_png
 from ..errors import SourceFormatError
-from ..registry import DatasetSpec, SourceFile, register
+from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import find_folder, require, split_list
 
 _SPLIT_FILES = {"train": "subgroup_training.txt", "validation": "subgroup_validation.txt", "test": "subgroup_testing.txt"}
@@ -40,15 +40,17 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, tuple[float, float]]:
     return data.T.astype(np.uint8), (float(zooms[1]), float(zooms[0]))
 
 
-def _load(case_id: str, image: Path, mask: Path) -> CaseRecord:
-    pixels, spacing = _read_nifti(image)
+def _load(case_id: str, image: Path | None, mask: Path) -> CaseRecord:
     labels, label_spacing = _read_nifti(mask)
+    if image is None:  # masks only: the label map's header gives the pixel size
+        return CaseRecord(case_id=case_id, image=None, mask=labels, spacing=label_spacing)
+    pixels, spacing = _read_nifti(image)
     if not np.allclose(spacing, label_spacing):
         raise SourceFormatError(f"{case_id}: {image.name} and {mask.name} have different pixel sizes {spacing} vs {label_spacing}.")
     return CaseRecord(case_id=case_id, image=encode_png(pixels), mask=labels, spacing=spacing)
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, "database_nifti")
     lists = find_folder(roots, "database_split")
     for split, name in _SPLIT_FILES.items():
@@ -58,7 +60,8 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
                 for instant in ("ED", "ES"):
                     case_id = f"{patient}_{view}_{instant}"
                     image, mask = folder / f"{case_id}.nii.gz", folder / f"{case_id}_gt.nii.gz"
-                    require(image), require(mask)
+                    require(mask)
+                    image = require(image) if want.images else None
                     yield CaseSource(case_id, partial(_load, case_id, image, mask), group=patient, split=split)
 
 
@@ -87,13 +90,17 @@ SPEC = register(DatasetSpec(
   year={2019},
   doi={10.1109/TMI.2019.2900516}
 }""",
-    sources=(SourceFile("download", "https://humanheart-project.creatis.insa-lyon.fr/database/api/v1/folder/"
+    sources=(SourceFile("CAMUS_public.zip", "https://humanheart-project.creatis.insa-lyon.fr/database/api/v1/folder/"
                         "63fde55f73e9f004868fb7ac/download",
-                        note="the server zips the folder on each request, so the archive has no stable checksum; "
-                             "the manifest's mask hashes are the check."),),
+                        note="the server zips the folder CAMUS_public on each request, so the archive has no stable "
+                             "checksum; the manifest's mask hashes are the check.",
+                        masks=("train", "validation", "test"), images=("train", "validation", "test")),),
     source_folder="database_nifti",
     builder=cases,
     spacing_unit="mm",
+    manual_download="create an account and log in at https://humanheart-project.creatis.insa-lyon.fr/database/, "
+                    "open the collection CAMUS and download the folder CAMUS_public (served as CAMUS_public.zip, "
+                    "holding database_nifti/ and database_split/).",
     known_issues=("The older 2019 challenge release (.mhd/.raw, 450 + 50 patients) has another layout and is not read.",
                   "Image quality varies (good/medium/poor in Info_*.cfg); all images are kept."),
 ))

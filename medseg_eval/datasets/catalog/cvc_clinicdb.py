@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..canonical import CaseSource
 from ..errors import SourceFormatError
-from ..registry import DatasetSpec, SourceFile, register
+from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import binary_case, find_folder, require
 
 # Last frame of each sequence 1..29, from the table on the dataset's page.
@@ -35,14 +35,15 @@ def sequence_of(frame: int) -> int:
     return bisect.bisect_left(_SEQUENCE_ENDS, frame) + 1
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, "CVC-ClinicDB")
     originals, truths = require(base / "Original"), require(base / "Ground Truth")
     for image in sorted(originals.glob("*.tif"), key=lambda p: p.stem.zfill(4)):
         if not image.stem.isdigit():
             raise SourceFormatError(f"{image}: CVC-ClinicDB frames are named <number>.tif.")
         group = f"sequence-{sequence_of(int(image.stem)):02d}"
-        yield CaseSource(image.stem, partial(binary_case, image, require(truths / image.name)), group=group)
+        yield CaseSource(image.stem, partial(binary_case, image.stem, want.image(image), require(truths / image.name)),
+                         group=group)
 
 
 SPEC = register(DatasetSpec(
@@ -70,7 +71,8 @@ SPEC = register(DatasetSpec(
   doi={10.1016/j.compmedimag.2015.02.007}
 }""",
     sources=(SourceFile("CVC-ClinicDB.rar", "https://polyp.grand-challenge.org/CVCClinicDB/",
-                        note="distributed as a RAR archive from the dataset page; no checksum is published."),),
+                        note="distributed as a RAR archive from the dataset page; no checksum is published.",
+                        masks=("train", "test"), images=("train", "test"), unpack_first=True),),
     source_folder="CVC-ClinicDB",
     builder=cases,
     holdout={"test": 0.2},

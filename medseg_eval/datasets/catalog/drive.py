@@ -12,24 +12,24 @@ from collections.abc import Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
-from ..registry import DatasetSpec, SourceFile, register
-from ._common import binarize, find_folder, read_mask, require
+from ..canonical import CaseRecord, CaseSource
+from ..registry import DatasetSpec, Selection, SourceFile, register
+from ._common import binarize, find_folder, optional_image, read_mask, require
 
 
-def _load(image: Path, manual: Path, fov: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=binarize(read_mask(manual)),
+def _load(case_id: str, image: Path | None, manual: Path, fov: Path) -> CaseRecord:
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=binarize(read_mask(manual)),
                       roi=binarize(read_mask(fov)).astype(bool))
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, "DRIVE")
     for folder, split in (("training", "train"), ("test", "test")):
         for image in sorted(require(base / folder / "images").glob("*.tif")):
             number, kind = image.stem.split("_")
             manual = require(base / folder / "1st_manual" / f"{number}_manual1.gif")
             fov = require(base / folder / "mask" / f"{number}_{kind}_mask.gif")
-            yield CaseSource(image.stem, partial(_load, image, manual, fov), split=split)
+            yield CaseSource(image.stem, partial(_load, image.stem, want.image(image), manual, fov), split=split)
 
 
 SPEC = register(DatasetSpec(
@@ -57,7 +57,8 @@ SPEC = register(DatasetSpec(
   doi={10.1109/TMI.2004.825627}
 }""",
     sources=(SourceFile("DRIVE.zip", "https://drive.grand-challenge.org/Download/",
-                        note="behind a grand-challenge login; no checksum is published."),),
+                        note="behind a grand-challenge login; no checksum is published.",
+                        masks=("train", "test"), images=("train", "test")),),
     source_folder="DRIVE",
     builder=cases,
     file_key=r"^(\d{2})_",

@@ -15,17 +15,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseRecord, CaseSource
 from ..errors import SourceFormatError
-from ..registry import DatasetSpec, SourceFile, register
-from ._common import find_folder, read_mask, require
+from ..registry import DatasetSpec, Selection, SourceFile, register
+from ._common import find_folder, optional_image, read_mask, require
 
 _FOLDER = "Warwick QU Dataset (Released 2016_07_08)"
 _IMAGE = re.compile(r"^(train|testA|testB)_(\d+)$")
 
 
-def _load(image: Path, annotation: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=(read_mask(annotation) > 0).astype(np.uint8))
+def _load(case_id: str, image: Path | None, annotation: Path) -> CaseRecord:
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=(read_mask(annotation) > 0).astype(np.uint8))
 
 
 def _patients(grades: Path) -> dict[str, str]:
@@ -39,7 +39,7 @@ def _patients(grades: Path) -> dict[str, str]:
     return {row[name]: f"patient-{row[patient]}" for row in body}
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, _FOLDER)
     patients = _patients(base / "Grade.csv")
     for image in sorted(base.glob("*.bmp")):
@@ -50,7 +50,8 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
             raise SourceFormatError(f"{image.name} is not listed in {base / 'Grade.csv'}.")
         split = "train" if match[1] == "train" else "test"
         annotation = require(base / f"{image.stem}_anno.bmp")
-        yield CaseSource(image.stem, partial(_load, image, annotation), group=patients[image.stem], split=split)
+        yield CaseSource(image.stem, partial(_load, image.stem, want.image(image), annotation), group=patients[image.stem],
+                         split=split)
 
 
 SPEC = register(DatasetSpec(
@@ -79,7 +80,8 @@ SPEC = register(DatasetSpec(
 }""",
     sources=(SourceFile("warwick_qu_dataset_released_2016_07_08.zip",
                         "https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/download/warwick_qu_dataset_released_2016_07_08.zip",
-                        note="sha256 unknown; one public loader pins md5 495b2a9f3d694545fbec06673fb3f40f."),),
+                        note="sha256 unknown; one public loader pins md5 495b2a9f3d694545fbec06673fb3f40f.",
+                        masks=("train", "test"), images=("train", "test")),),
     source_folder=_FOLDER,
     builder=cases,
     file_key=r"^((?:train|testA|testB)_\d+)",

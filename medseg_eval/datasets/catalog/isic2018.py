@@ -13,20 +13,26 @@ from functools import partial
 from pathlib import Path
 
 from ..canonical import CaseSource
-from ..registry import DatasetSpec, SourceFile, register
+from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import binary_case, find_folder, require
 
 _BASE = "https://isic-challenge-data.s3.amazonaws.com/2018/"
 _PARTS = {"train": "Training", "validation": "Validation", "test": "Test"}
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     for split, part in _PARTS.items():
-        images = find_folder(roots, f"ISIC2018_Task1-2_{part}_Input")
+        if split not in want.splits:
+            continue
         masks = find_folder(roots, f"ISIC2018_Task1_{part}_GroundTruth")
-        for image in sorted(images.glob("ISIC_*.jpg")):
-            mask = require(masks / f"{image.stem}_segmentation.png")
-            yield CaseSource(image.stem, partial(binary_case, image, mask), split=split)
+        if want.images:
+            images = find_folder(roots, f"ISIC2018_Task1-2_{part}_Input")
+            found = {p.stem: p for p in sorted(images.glob("ISIC_*.jpg"))}
+        else:  # the masks' archive alone: the masks name the cases
+            found = {p.name.removesuffix("_segmentation.png"): None for p in sorted(masks.glob("ISIC_*_segmentation.png"))}
+        for case_id, image in found.items():
+            mask = require(masks / f"{case_id}_segmentation.png")
+            yield CaseSource(case_id, partial(binary_case, case_id, image, mask), split=split)
 
 
 # sha256 as pinned by torch-em (constantinpape/torch-em, isic.py), not by the ISIC archive itself.
@@ -68,8 +74,9 @@ SPEC = register(DatasetSpec(
   year={2018},
   doi={10.1038/sdata.2018.161}
 }""",
-    sources=tuple(SourceFile(f, _BASE + f, h, note="sha256 as pinned by torch-em, not by the ISIC archive.")
-                  for f, h in _SHA256.items()),
+    sources=tuple(SourceFile(f, _BASE + f, h, note="sha256 as pinned by torch-em, not by the ISIC archive.",
+                             **{"images" if "Input" in f else "masks": (split,)})
+                  for f, h in _SHA256.items() for split, part in _PARTS.items() if f"_{part}_" in f),
     source_folder="ISIC2018_Task1-2_Training_Input",
     builder=cases,
     file_key=r"^(ISIC_\d{7})",

@@ -14,11 +14,11 @@ from pathlib import Path
 
 from ..canonical import CaseSource
 from ..errors import SourceFileMissingError
-from ..registry import DatasetSpec, SourceFile, register
+from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import binary_case, find_folder, require, split_list
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     base = find_folder(roots, "Kvasir-SEG")
     images, masks = require(base / "images"), require(base / "masks")
     official = find_folder(roots, "official-split", required=False)
@@ -30,7 +30,8 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
     if orphans:
         raise SourceFileMissingError(f"Kvasir-SEG: masks without an image in {images}: {', '.join(orphans[:5])}.")
     for image in sorted(images.glob("*.jpg")):
-        yield CaseSource(image.stem, partial(binary_case, image, require(masks / image.name)), split=split_of.get(image.stem))
+        yield CaseSource(image.stem, partial(binary_case, image.stem, want.image(image), require(masks / image.name)),
+                         split=split_of.get(image.stem))
 
 
 SPEC = register(DatasetSpec(
@@ -59,7 +60,8 @@ SPEC = register(DatasetSpec(
 }""",
     sources=(SourceFile("kvasir-seg.zip", "https://datasets.simula.no/downloads/kvasir-seg.zip",
                         "03b30e21d584e04facf49397a2576738fd626815771afbbf788f74a7153478f7",
-                        note="sha256 as pinned by torch-em and one other public loader, not by Simula."),),
+                        note="sha256 as pinned by torch-em and one other public loader, not by Simula.",
+                        masks=("train", "validation"), images=("train", "validation")),),
     source_folder="Kvasir-SEG",
     builder=cases,
     known_issues=("Masks are JPEG: edges hold intermediate grey levels, binarized at 128 here.",

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..canonical import CaseRecord, CaseSource, image_bytes, image_size
 from ..errors import SourceFormatError
-from ..registry import DatasetSpec, SourceFile, register
+from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import find_folder, require
 
 
@@ -38,21 +38,27 @@ def polygons_to_mask(xml: Path, height: int, width: int) -> np.ndarray:
     return np.asarray(canvas)
 
 
-def _load(image: Path, xml: Path) -> CaseRecord:
+def _load(image: Path, xml: Path, keep_image: bool) -> CaseRecord:
+    # The mask's size is the image's, so a masks-only build still reads the image (not stored then).
     data = image_bytes(image)
-    return CaseRecord(case_id=image.stem, image=data, mask=polygons_to_mask(xml, *image_size(data)))
+    return CaseRecord(case_id=image.stem, image=data if keep_image else None,
+                      mask=polygons_to_mask(xml, *image_size(data)))
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
-    train = find_folder(roots, "MoNuSeg 2018 Training Data")
-    test = find_folder(roots, "MoNuSegTestData")
-    parts = [("train", require(train / "Tissue Images"), require(train / "Annotations")), ("test", test, test)]
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
+    parts = []
+    if "train" in want.splits:
+        train = find_folder(roots, "MoNuSeg 2018 Training Data")
+        parts.append(("train", require(train / "Tissue Images"), require(train / "Annotations")))
+    if "test" in want.splits:
+        test = find_folder(roots, "MoNuSegTestData")
+        parts.append(("test", test, test))
     for split, images, xml_folder in parts:
         for image in sorted(images.glob("*.tif")):
             # One slide per TCGA patient; the patient barcode is the first three fields of the id.
             patient = "-".join(image.stem.split("-")[:3])
             xml = require(xml_folder / f"{image.stem}.xml")
-            yield CaseSource(image.stem, partial(_load, image, xml), group=patient, split=split)
+            yield CaseSource(image.stem, partial(_load, image, xml, want.images), group=patient, split=split)
 
 
 SPEC = register(DatasetSpec(
@@ -90,10 +96,12 @@ SPEC = register(DatasetSpec(
 }""",
     sources=(SourceFile("MoNuSeg 2018 Training Data.zip", "https://drive.google.com/file/d/1ZgqFJomqQGNnsx7w7QBzQQMVA16lbVCA",
                         "25d3d3185bb2970b397cafa72eb664c9b4d24294aee382e7e3df9885affce742",
-                        note="Google Drive, linked from the challenge page; sha256 as pinned by torch-em."),
+                        note="Google Drive, linked from the challenge page; sha256 as pinned by torch-em.",
+                        masks=("train",), images=("train",)),
              SourceFile("MoNuSegTestData.zip", "https://drive.google.com/file/d/1NKkSQ5T0ZNQ8aUhh0a8Dt2YKYCQXIViw",
                         "13e522387ae8b1bcc0530e13ff9c7b4d91ec74959ef6f6e57747368d7ee6f88a",
-                        note="Google Drive, linked from the challenge page; sha256 as pinned by torch-em.")),
+                        note="Google Drive, linked from the challenge page; sha256 as pinned by torch-em.",
+                        masks=("test",), images=("test",))),
     source_folder="MoNuSeg 2018 Training Data",
     builder=cases,
     manual_download="download both archives from https://monuseg.grand-challenge.org/Data/ (Google Drive pages that "

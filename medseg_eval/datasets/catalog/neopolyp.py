@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..canonical import CaseRecord, CaseSource, image_bytes
+from ..canonical import CaseRecord, CaseSource
 from ..errors import SourceFileMissingError
-from ..registry import DatasetSpec, SourceFile, register
-from ._common import find_folder, read_mask, require
+from ..registry import DatasetSpec, Selection, SourceFile, register
+from ._common import find_folder, optional_image, read_mask, require
 
 # Reference colours by class id: background, non-neoplastic (green), neoplastic (red).
 COLOURS = np.array([[0, 0, 0], [0, 255, 0], [255, 0, 0]], dtype=np.int32)
@@ -35,11 +35,11 @@ def colours_to_labels(rgb: np.ndarray) -> np.ndarray:
     return distance.argmin(-1).astype(np.uint8)
 
 
-def _load(image: Path, mask: Path) -> CaseRecord:
-    return CaseRecord(case_id=image.stem, image=image_bytes(image), mask=colours_to_labels(read_mask(mask, "RGB")))
+def _load(case_id: str, image: Path | None, mask: Path) -> CaseRecord:
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=colours_to_labels(read_mask(mask, "RGB")))
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     images = find_folder(roots, "train")
     masks = find_folder(roots, "train_gt")
     images = images / "train" if (images / "train").is_dir() else images
@@ -49,7 +49,7 @@ def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
         raise SourceFileMissingError(f"no training images (*.jpeg) in {images}; unpack train.zip and train_gt.zip of the "
                                      "competition bundle there.")
     for image in files:
-        yield CaseSource(image.stem, partial(_load, image, require(masks / image.name)))
+        yield CaseSource(image.stem, partial(_load, image.stem, want.image(image), require(masks / image.name)))
 
 
 SPEC = register(DatasetSpec(
@@ -80,7 +80,8 @@ SPEC = register(DatasetSpec(
   doi={10.1007/978-3-030-90436-4_2}
 }""",
     sources=(SourceFile("bkai-igh-neopolyp.zip", "https://www.kaggle.com/c/bkai-igh-neopolyp/data",
-                        note="Kaggle login and rules acceptance required; no checksum is published."),),
+                        note="Kaggle login and rules acceptance required; no checksum is published.",
+                        masks=("train", "test"), images=("train", "test"), unpack_first=True),),
     source_folder="train_gt",
     builder=cases,
     holdout={"test": 0.2},

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..canonical import CaseRecord, CaseSource, encode_png
-from ..registry import DatasetSpec, register
+from ..registry import DatasetSpec, Selection, register
 
 HEIGHT, WIDTH = 160, 192
 CASES = {"train": 40, "test": 20}
@@ -38,19 +38,21 @@ def lesion_mask(index: int) -> np.ndarray:
     return mask
 
 
-def _load(index: int) -> CaseRecord:
+def _load(index: int, images: bool) -> CaseRecord:
     mask = lesion_mask(index)
+    if not images:
+        return CaseRecord(case_id=f"synth-{index:03d}", image=None, mask=mask)
     rng = np.random.default_rng(index)
     shade = np.linspace(70, 85, WIDTH)[None, :] + np.linspace(-5, 5, HEIGHT)[:, None]
     image = shade + 90 * mask + rng.normal(0, 16, (HEIGHT, WIDTH))
     return CaseRecord(case_id=f"synth-{index:03d}", image=encode_png(np.clip(image, 0, 255).astype(np.uint8)), mask=mask)
 
 
-def cases(roots: Sequence[Path]) -> Iterator[CaseSource]:
+def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
     index = 0
     for split, count in CASES.items():
         for _ in range(count):
-            yield CaseSource(f"synth-{index:03d}", partial(_load, index), split=split)
+            yield CaseSource(f"synth-{index:03d}", partial(_load, index, want.images), split=split)
             index += 1
 
 

@@ -186,3 +186,35 @@ def test_run_folders_of_the_trainers_feed_cross_validation(tmp_path, folds):
         medseg_eval.cross_validation({3: tmp_path / "unet-fold1"})
     again = CrossValidation.load(cv.save(tmp_path / "cv"))
     assert again.per_case.equals(cv.per_case) and again.provenance == cv.provenance
+
+
+def test_compare_takes_cross_validations_with_folds_as_blocks(cv):
+    from scipy import stats as sps
+
+    worse = medseg_eval.cross_validation({k: _fold(k, seed=3, noise=0.2) for k in range(5)}, dataset=DATASET)
+    cmp = medseg_eval.compare({"good": cv, "worse": worse}, "dice", n_boot=100, n_rank_boot=20)
+    pair = cmp.pairwise.row(0, named=True)
+    means = [c.per_fold.filter(pl.col("metric") == "dice").sort("fold")["mean"].to_numpy() for c in (cv, worse)]
+    assert pair["n"] == 5 and pair["better"] == "good" and cmp.settings["blocks"] == "fold"
+    assert pair["p_value"] == pytest.approx(sps.wilcoxon(means[0], means[1]).pvalue)
+    good = cmp.summary.filter(pl.col("model") == "good").row(0, named=True)
+    assert good["mean"] == pytest.approx(means[0].mean()) and good["sd"] == pytest.approx(means[0].std(ddof=1))
+    caption = cmp.to_markdown().split("\n\n")[1]
+    assert "over 5 folds" in caption and "treats the folds as independent pairs" in caption
+    assert "Folds share training data" in caption
+    by_case = medseg_eval.compare({"good": cv, "worse": worse}, "dice", blocks="case", test="t", n_boot=50,
+                                  n_rank_boot=10)
+    assert by_case.pairwise["n"][0] == 40
+    assert "normally distributed differences" in by_case.to_markdown() and "optimistic" in by_case.to_markdown()
+
+
+def test_compare_pairs_seeds_by_order_and_refuses_unlike_inputs(cv, folds):
+    two = {name: medseg_eval.cross_validation({(k, s): _fold(k, seed=s, noise=noise) for s in seeds for k in (0, 1)})
+           for name, seeds, noise in (("a", (1, 2), 0.05), ("b", (7, 9), 0.2))}
+    assert medseg_eval.compare(two, "dice", n_boot=50, n_rank_boot=10).pairwise["n"][0] == 4
+    by_seed = medseg_eval.compare(two, "dice", blocks="seed", n_boot=50, n_rank_boot=10)
+    assert by_seed.pairwise["n"][0] == 2 and "over 2 seeds" in by_seed.to_markdown()
+    with pytest.raises(medseg_eval.stats.PairingError, match="differ in folds"):
+        medseg_eval.compare({"a": cv, "b": two["a"]}, "dice")
+    with pytest.raises(medseg_eval.stats.PairingError, match="cross-validations with cross-validations"):
+        medseg_eval.compare({"a": cv, "b": folds[0]}, "dice")

@@ -15,12 +15,15 @@ import polars as pl
 from .._atomic import atomic_directory
 from ..bootstrap import case_resamples, percentile_interval
 from ..results import Results
+from .crossval import CrossValidation
 from .friedman import PAIRWISE_TESTS, conover, critical_difference, friedman, nemenyi
 from .multiple import adjust_p, correction_name
 from .paired import bootstrap_ci, cohen_dz, rank_biserial
 from .pairing import Blocks, MissingPolicy, ModelResults, PairedValues, PairingError, paired_values, per_case_table
 from .ranking import SCHEMES, Scheme, rank_models, rank_stability
 
+#: Blocks of a comparison: cases, datasets, and for cross-validations folds (one per fold and seed) or seeds.
+CompareBlocks = Literal["case", "dataset", "fold", "seed"]
 #: Provenance that must agree between the models compared on one dataset, or the numbers are not comparable.
 COMPARABLE = ("split", "manifest_sha256", "targets_sha256", "convention", "empty_policy", "percentile", "tolerance",
               "lesion_criteria")
@@ -154,11 +157,11 @@ class Comparison:
         return path
 
 
-def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.DataFrame,
+def compare(models: Mapping[str, ModelResults | CrossValidation | Sequence[ModelResults]] | pl.DataFrame,
             metric: str | Sequence[str] = "dice", *, class_: str | int | None = None,
             test: str | Sequence[str] = "wilcoxon", correction: str = "holm", zero_method: str = "wilcox",
             alpha: float = 0.05, missing: MissingPolicy = "error", worst: Mapping[str, float] | None = None,
-            blocks: Blocks = "case", confidence: float = 0.95, n_boot: int = 2000,
+            blocks: CompareBlocks | None = None, confidence: float = 0.95, n_boot: int = 2000,
             stability_scheme: Scheme = "aggregate-then-rank", n_rank_boot: int = 1000, n_permutations: int = 9999,
             seed: int = 0) -> Comparison:
     """Compare models on the same cases: paired tests, corrections, CIs, effect sizes, rankings and their stability.
@@ -167,9 +170,11 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
     ----------
     models
         ``{name: Results}`` (or saved results folders, or per-case tables; a list per model for
-        several datasets), or a long per-case table with a ``model`` column. Cases are paired by
-        ``case_id`` (and dataset), never by row order. Results of one dataset must agree on split,
-        manifest, convention and empty-mask policy.
+        several datasets), ``{name: CrossValidation}`` (:func:`~medseg_eval.cross_validation`, or
+        saved cross-validation folders: every model with the same folds and number of seeds), or a
+        long per-case table with a ``model`` column. Cases are paired by ``case_id`` (and dataset,
+        fold and seed), never by row order. Results of one dataset must agree on split, manifest,
+        convention and empty-mask policy.
     metric
         One metric or several; each metric's direction (higher or lower is better) is its own.
     class_
@@ -184,9 +189,16 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
         ``"bonferroni"`` or ``"none"``. Conover's post-hoc test uses it too.
     zero_method
         Zero differences in the Wilcoxon test and the rank-biserial correlation (see :func:`wilcoxon`).
-    missing, worst, blocks
-        Missing-case policy and blocks, as in :func:`~medseg_eval.stats.paired_values`; what the
-        policy did is in ``settings["missing"]``.
+    missing, worst
+        Missing-case policy, as in :func:`~medseg_eval.stats.paired_values`; what it did is in
+        ``settings["missing"]``.
+    blocks
+        What the tests pair and the ranks are taken within: ``"case"`` and ``"dataset"`` as in
+        :func:`~medseg_eval.stats.paired_values`; for cross-validations ``"fold"`` (the default
+        for them: one block per fold and seed, each model's mean over the fold's held-out cases),
+        ``"seed"`` (one block per seed: the mean over every held-out case) or ``"case"`` (one block
+        per held-out case and seed). Seeds pair by their order (first with first). Otherwise the
+        default is ``"case"``. The caption states what the tests assume of the blocks.
     confidence, n_boot, seed
         Percentile-bootstrap CIs of each model's mean and of the mean and median differences,
         from ``n_boot`` resamples of the cases drawn with ``seed``.
@@ -217,7 +229,9 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
         raise ValueError(f"`alpha` must lie in (0, 1), got {alpha}.")
     correction = correction_name(correction)
     metrics = [metric] if isinstance(metric, str) else list(metric)
-    table, provenance = _inputs(models)
+    table, provenance, cv = _inputs(models)
+    blocks = blocks or ("fold" if cv else "case")
+    table, pairing = _cv_blocks(table, cv, blocks)
     order = list(dict.fromkeys(table["model"].to_list()))
     if len(order) < 2:
         raise ValueError(f"a comparison needs at least two models, got {order}.")
@@ -228,7 +242,7 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
     missing_report = {}
     for name in metrics:
         for class_id in _classes(table, name, class_):
-            paired = paired_values(table, name, class_=class_id, models=order, blocks=blocks, missing=missing,
+            paired = paired_values(table, name, class_=class_id, models=order, blocks=pairing, missing=missing,
                                    worst=worst)
             missing_report[f"{paired.metric}/{paired.class_name}"] = paired.missing
             key = {"metric": paired.metric, "class": paired.class_name}
@@ -258,6 +272,7 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
     settings = {
         "metrics": metrics, "models": order, "tests": tests, "zero_method": zero_method, "correction": correction,
         "alpha": alpha, "confidence": confidence, "n_boot": n_boot, "seed": seed, "blocks": blocks,
+        "cross_validation": cv,
         "n_permutations": n_permutations, "stability_scheme": stability_scheme, "n_rank_boot": n_rank_boot,
         "missing_policy": missing, "worst": dict(worst or {}), "missing": missing_report, "inputs": provenance,
     }
@@ -268,15 +283,22 @@ def compare(models: Mapping[str, ModelResults | Sequence[ModelResults]] | pl.Dat
                       out["stability"], out["kendall"], settings, table)
 
 
-def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any]]:
-    """The long table, and each model's provenance; results of one dataset must be comparable."""
+def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dict[str, Any], dict[str, Any] | None]:
+    """The long table, each model's provenance (results of one dataset must be comparable), and for
+    cross-validations their folds and seeds."""
     if isinstance(models, pl.DataFrame):
-        return per_case_table(models), {}
+        return per_case_table(models), {}, None
     loaded: dict[str, list[Any]] = {}
     for name, results in models.items():
         many = isinstance(results, Sequence) and not isinstance(results, str | Path)
-        loaded[name] = [Results.load(r) if isinstance(r, str | Path) else r for r in (results if many else [results])]
-    provenance = {name: [r.provenance for r in runs if isinstance(r, Results)] for name, runs in loaded.items()}
+        loaded[name] = [_load(r) for r in (results if many else [results])]
+    folds = {name: runs for name, runs in loaded.items() if any(isinstance(r, CrossValidation) for r in runs)}
+    if folds and (len(folds) < len(loaded) or any(len(runs) > 1 for runs in folds.values())):
+        raise PairingError("compare cross-validations with cross-validations, one per model: got "
+                           + ", ".join(f"{n}: {', '.join(type(r).__name__ for r in runs)}" for n, runs in loaded.items())
+                           + ".")
+    provenance = {name: [r.provenance for r in runs if isinstance(r, Results | CrossValidation)]
+                  for name, runs in loaded.items()}
     by_dataset: dict[Any, dict[str, dict[str, Any]]] = {}
     for name, runs in provenance.items():
         for p in runs:
@@ -291,7 +313,57 @@ def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dic
     summary = {name: [{k: p.get(k) for k in ("dataset", "split", "manifest_sha256", "convention",
                                              "predictions_sha256", "package_version")} for p in runs]
                for name, runs in provenance.items()}
-    return per_case_table(loaded), summary
+    if not folds:
+        return per_case_table(loaded), summary, None
+    return _cv_table({name: runs[0] for name, runs in folds.items()}), summary, _cv_layout(folds)
+
+
+def _load(results: Any) -> Any:
+    if isinstance(results, str | Path):
+        saved = Path(results) / "cross_validation.json"
+        return CrossValidation.load(results) if saved.is_file() else Results.load(results)
+    return results
+
+
+def _cv_layout(folds: dict[str, list[CrossValidation]]) -> dict[str, Any]:
+    """The folds and seeds every model shares; seeds pair by position, so each model needs as many."""
+    layouts = {name: (runs[0].folds, len(runs[0].seeds)) for name, runs in folds.items()}
+    if len(set(map(str, layouts.values()))) > 1:
+        detail = ", ".join(f"{n}: folds {f}, {k} seed(s)" for n, (f, k) in layouts.items())
+        raise PairingError(f"the cross-validations differ in folds or number of seeds ({detail}); compare models "
+                           "run on the same folds with as many seeds.")
+    first = next(iter(folds.values()))[0]
+    return {"folds": first.folds, "n_seeds": len(first.seeds),
+            "seeds": {name: runs[0].seeds for name, runs in folds.items()}}
+
+
+def _cv_table(models: dict[str, CrossValidation]) -> pl.DataFrame:
+    """The long table with each case's ``fold`` and seed position ``replicate`` (0, 1, ...)."""
+    parts = []
+    for name, cv in models.items():
+        replicate = {s: i for i, s in enumerate(cv.seeds)}
+        parts.append(per_case_table({name: cv.per_case.select("case_id", "class", "class_id", "metric", "value")})
+                     .with_columns(dataset=pl.lit(cv.provenance.get("dataset"), pl.String))
+                     .with_columns(fold=cv.per_case["fold"], replicate=cv.per_case["seed"].replace_strict(
+                         replicate, return_dtype=pl.Int64, default=0)))
+    return pl.concat(parts)
+
+
+def _cv_blocks(table: pl.DataFrame, cv: dict[str, Any] | None, blocks: str) -> tuple[pl.DataFrame, Blocks]:
+    """The table whose ``dataset`` column names each block, and how :func:`paired_values` pairs it."""
+    if cv is None:
+        if blocks not in ("case", "dataset"):
+            raise ValueError(f"blocks={blocks!r} is for cross-validations; these are plain results: 'case' or "
+                             "'dataset'.")
+        return table, blocks  # type: ignore[return-value]
+    if blocks not in ("case", "fold", "seed"):
+        raise ValueError(f"cross-validations are compared with blocks 'fold' (default), 'seed' or 'case', got {blocks!r}.")
+    if blocks == "seed" and cv["n_seeds"] < 2:
+        raise ValueError("blocks='seed' needs several seeds; these cross-validations have one: use 'fold'.")
+    seed = pl.format(" seed#{}", pl.col("replicate") + 1) if cv["n_seeds"] > 1 else pl.lit("")
+    label = {"case": seed, "fold": pl.format(" fold {}", "fold") + seed, "seed": seed}[blocks]
+    table = table.with_columns(dataset=pl.coalesce("dataset", pl.lit("folds")) + label).drop("fold", "replicate")
+    return table, "case" if blocks == "case" else "dataset"
 
 
 def _classes(table: pl.DataFrame, metric: str, class_: str | int | None) -> list[str | int]:

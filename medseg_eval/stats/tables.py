@@ -19,6 +19,10 @@ METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hausdorff": "HD", "hd95": "HD95"
                  "lesion_recall": "Lesion recall", "lesion_precision": "Lesion precision", "lesion_f1": "Lesion F1",
                  "fp_objects": "FP objects"}
 TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank test", "t": "paired t-test", "permutation": "paired permutation test"}
+#: What each paired test assumes of the blocks' differences, stated in every caption.
+TEST_ASSUMPTIONS = {"wilcoxon": "differences symmetric about their median",
+                    "t": "normally distributed differences",
+                    "permutation": "differences whose signs are exchangeable under the null hypothesis"}
 ZERO_METHODS = {"wilcox": "zero differences dropped", "pratt": "zero differences ranked, then dropped (Pratt)",
                 "zsplit": "zero differences' ranks split between both signs"}
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
@@ -110,8 +114,14 @@ def _header(metric: str, class_: str, several_classes: bool, comparison: Compari
 def _caption(comparison: Comparison, statistic: str, ci: bool, columns: list[tuple[str, str]]) -> str:
     s = comparison.settings
     n = comparison.summary.filter((pl.col("metric") == columns[0][0]) & (pl.col("class") == columns[0][1]))["n"][0]
-    unit = ("dataset" if s["blocks"] == "dataset" else "case") + ("" if n == 1 else "s")
+    cv = s.get("cross_validation")
+    several_seeds = bool(cv) and cv["n_seeds"] > 1
+    unit = {"dataset": "dataset", "case": "held-out case" if cv else "case", "seed": "seed",
+            "fold": "fold-and-seed run" if several_seeds else "fold"}[s.get("blocks", "case")]
+    unit += "" if n == 1 else "s"
     what = ("Mean ± sd" if statistic == "mean" else "Median [IQR]") + f" over {n} {unit}"
+    if cv and s["blocks"] in ("fold", "seed"):
+        what += " (each model's mean over the held-out cases of each)"
     if ci and statistic == "mean":
         what += (f", with the {round(100 * s['confidence'])}% percentile-bootstrap CI of the mean "
                  f"({s['n_boot']} resamples, seed {s['seed']})")
@@ -123,4 +133,20 @@ def _caption(comparison: Comparison, statistic: str, ci: bool, columns: list[tup
               f"{k * (k - 1) // 2} pairwise comparisons; alpha = {s['alpha']}).")
     policy = {"error": "", "worst": " Missing cases were given the metric's worst value.",
               "drop": " Cases missing for any model were left out."}[s["missing_policy"]]
-    return f"{what}. Bold: best per column (arrows: better direction). {marker}{policy}"
+    return f"{what}. Bold: best per column (arrows: better direction). {marker}{policy} {_assumptions(s, unit)}"
+
+
+def _assumptions(settings: dict[str, Any], unit: str) -> str:
+    """What the first test assumes, and where the blocks of a cross-validation fall short of it."""
+    text = (f"The {TEST_NAMES[settings['tests'][0]]} treats the {unit} as independent pairs with "
+            f"{TEST_ASSUMPTIONS[settings['tests'][0]]}.")
+    cv = settings.get("cross_validation")
+    if not cv:
+        return text
+    if settings["blocks"] == "case":
+        return text + (" Cases of different folds were scored by models trained on overlapping data, and "
+                       + ("every case appears once per seed; " if cv["n_seeds"] > 1 else "")
+                       + "the test ignores that structure, so its p-values are optimistic.")
+    return text + (" Folds share training data, so their differences are correlated (Nadeau and Bengio 2003): the "
+                   "independence holds only approximately, and with so few blocks the test has little power"
+                   + ("; seeds pair by their order." if settings["blocks"] == "seed" else "."))

@@ -16,10 +16,11 @@ from .._atomic import atomic_directory
 from ..bootstrap import case_resamples, percentile_interval
 from ..results import Results
 from .crossval import CrossValidation
+from .crossval_blocks import cv_blocks, cv_layout, cv_table
 from .friedman import PAIRWISE_TESTS, conover, critical_difference, friedman, nemenyi
 from .multiple import adjust_p, correction_name
 from .paired import bootstrap_ci, cohen_dz, rank_biserial
-from .pairing import Blocks, MissingPolicy, ModelResults, PairedValues, PairingError, paired_values, per_case_table
+from .pairing import MissingPolicy, ModelResults, PairedValues, PairingError, paired_values, per_case_table
 from .ranking import SCHEMES, Scheme, rank_models, rank_stability
 
 #: Blocks of a comparison: cases, datasets, and for cross-validations folds (one per fold and seed) or seeds.
@@ -231,7 +232,7 @@ def compare(models: Mapping[str, ModelResults | CrossValidation | Sequence[Model
     metrics = [metric] if isinstance(metric, str) else list(metric)
     table, provenance, cv = _inputs(models)
     blocks = blocks or ("fold" if cv else "case")
-    table, pairing = _cv_blocks(table, cv, blocks)
+    table, pairing = cv_blocks(table, cv, blocks)
     order = list(dict.fromkeys(table["model"].to_list()))
     if len(order) < 2:
         raise ValueError(f"a comparison needs at least two models, got {order}.")
@@ -315,7 +316,7 @@ def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dic
                for name, runs in provenance.items()}
     if not folds:
         return per_case_table(loaded), summary, None
-    return _cv_table({name: runs[0] for name, runs in folds.items()}), summary, _cv_layout(folds)
+    return cv_table({name: runs[0] for name, runs in folds.items()}), summary, cv_layout(folds)
 
 
 def _load(results: Any) -> Any:
@@ -323,47 +324,6 @@ def _load(results: Any) -> Any:
         saved = Path(results) / "cross_validation.json"
         return CrossValidation.load(results) if saved.is_file() else Results.load(results)
     return results
-
-
-def _cv_layout(folds: dict[str, list[CrossValidation]]) -> dict[str, Any]:
-    """The folds and seeds every model shares; seeds pair by position, so each model needs as many."""
-    layouts = {name: (runs[0].folds, len(runs[0].seeds)) for name, runs in folds.items()}
-    if len(set(map(str, layouts.values()))) > 1:
-        detail = ", ".join(f"{n}: folds {f}, {k} seed(s)" for n, (f, k) in layouts.items())
-        raise PairingError(f"the cross-validations differ in folds or number of seeds ({detail}); compare models "
-                           "run on the same folds with as many seeds.")
-    first = next(iter(folds.values()))[0]
-    return {"folds": first.folds, "n_seeds": len(first.seeds),
-            "seeds": {name: runs[0].seeds for name, runs in folds.items()}}
-
-
-def _cv_table(models: dict[str, CrossValidation]) -> pl.DataFrame:
-    """The long table with each case's ``fold`` and seed position ``replicate`` (0, 1, ...)."""
-    parts = []
-    for name, cv in models.items():
-        replicate = {s: i for i, s in enumerate(cv.seeds)}
-        parts.append(per_case_table({name: cv.per_case.select("case_id", "class", "class_id", "metric", "value")})
-                     .with_columns(dataset=pl.lit(cv.provenance.get("dataset"), pl.String))
-                     .with_columns(fold=cv.per_case["fold"], replicate=cv.per_case["seed"].replace_strict(
-                         replicate, return_dtype=pl.Int64, default=0)))
-    return pl.concat(parts)
-
-
-def _cv_blocks(table: pl.DataFrame, cv: dict[str, Any] | None, blocks: str) -> tuple[pl.DataFrame, Blocks]:
-    """The table whose ``dataset`` column names each block, and how :func:`paired_values` pairs it."""
-    if cv is None:
-        if blocks not in ("case", "dataset"):
-            raise ValueError(f"blocks={blocks!r} is for cross-validations; these are plain results: 'case' or "
-                             "'dataset'.")
-        return table, blocks  # type: ignore[return-value]
-    if blocks not in ("case", "fold", "seed"):
-        raise ValueError(f"cross-validations are compared with blocks 'fold' (default), 'seed' or 'case', got {blocks!r}.")
-    if blocks == "seed" and cv["n_seeds"] < 2:
-        raise ValueError("blocks='seed' needs several seeds; these cross-validations have one: use 'fold'.")
-    seed = pl.format(" seed#{}", pl.col("replicate") + 1) if cv["n_seeds"] > 1 else pl.lit("")
-    label = {"case": seed, "fold": pl.format(" fold {}", "fold") + seed, "seed": seed}[blocks]
-    table = table.with_columns(dataset=pl.coalesce("dataset", pl.lit("folds")) + label).drop("fold", "replicate")
-    return table, "case" if blocks == "case" else "dataset"
 
 
 def _classes(table: pl.DataFrame, metric: str, class_: str | int | None) -> list[str | int]:

@@ -49,8 +49,7 @@ def archive_members(path: Path, stack: contextlib.ExitStack,
     >>> import contextlib, tempfile
     >>> path = Path(tempfile.mkdtemp()) / "preds.zip"
     >>> with zipfile.ZipFile(path, "w") as z:
-    ...     z.writestr("preds/a.png", b"..."), z.writestr("preds/notes.txt", b"...")
-    (None, None)
+    ...     z.writestr("preds/a.png", b"..."); z.writestr("preds/notes.txt", b"...")
     >>> with contextlib.ExitStack() as stack:
     ...     files, ignored = archive_members(path, stack)
     ...     [f.relative for f in files], ignored
@@ -65,11 +64,11 @@ def archive_members(path: Path, stack: contextlib.ExitStack,
     for info in infos:
         member = info.filename
         parts = PurePosixPath(member).parts
-        if info.is_dir() or "__MACOSX" in parts or parts and parts[-1].startswith("."):
-            continue
         if ".." in parts or member.startswith("/"):
             ignored.append((member, "a name leading outside the archive's folders"))
             continue
+        if info.is_dir() or "__MACOSX" in parts or any(part.startswith(".") for part in parts):
+            continue  # as in a folder: hidden files and folders, macOS resource forks
         stem = candidate_stem(parts[-1])
         if stem is None:
             ignored.append((member, f"not an image or array ({PurePosixPath(member).suffix.lower()})"))

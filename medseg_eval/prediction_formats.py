@@ -155,7 +155,7 @@ def image_labels(image: Any, location: str, rules: dict[str, str]) -> np.ndarray
     check_image(image, location)
     mode = image.mode
     if mode == "P":
-        return _palette_labels(image)
+        return _palette_labels(image, rules)
     if mode in ("1", "L", "I", "F") or mode.startswith("I;16"):
         return np.asarray(image)
     if mode not in ("RGB", "RGBA", "LA"):
@@ -178,10 +178,10 @@ def image_labels(image: Any, location: str, rules: dict[str, str]) -> np.ndarray
                                 "channels hold different masks; save the mask as one channel (grey or palette).")
 
 
-def _palette_labels(image: Any) -> np.ndarray:
+def _palette_labels(image: Any, rules: dict[str, str]) -> np.ndarray:
     """Labels of a palette image: its indices, unless its palette is grey and orders the grey levels
     differently from the indices (Pillow saves a black-and-white RGB image as a GIF with white at
-    index 0): then what the image shows, its grey levels, is read."""
+    index 0): then what the image shows, its grey levels, is read (rule ``palette_grey_levels``)."""
     indices = np.asarray(image)
     palette = np.asarray(image.getpalette("RGB") or [], dtype=np.uint8).reshape(-1, 3)
     used = distinct_values(indices)
@@ -190,6 +190,8 @@ def _palette_labels(image: Any) -> np.ndarray:
     colours = palette[used]
     grey = (colours == colours[:, :1]).all()
     if grey and (np.diff(colours[:, 0].astype(int)) <= 0).any():
+        rules["palette_grey_levels"] = ("palette images whose grey palette orders the grey levels against the "
+                                        "indices (Pillow's black-and-white GIFs): the grey levels read")
         return palette[:, 0][indices]
     return indices
 

@@ -59,7 +59,8 @@ def _patch_member(path, offset_in_header, value):
 
 def test_members_are_read_in_place_and_only_those_that_can_be_predictions(tmp_path, monkeypatch):
     path = _zip(tmp_path / "preds.zip", {"run/a.png": _png(), "run/big.bin": bytes(1 << 20), "run/notes.txt": b"x",
-                                          "__MACOSX/run/._a.png": b"junk"})
+                                          "__MACOSX/run/._a.png": b"junk",
+                                          "run/.ipynb_checkpoints/a.png": _png(MASK.T)})
     opened = []
     real_open = zipfile.ZipFile.open
 

@@ -113,6 +113,24 @@ def test_an_alpha_channel_contradicting_the_grey_is_refused_naming_the_file(tmp_
         _score(_folder(tmp_path, {"a.png": _image(pixels, mode=mode)}))
 
 
+def test_a_black_and_white_gif_read_by_its_grey_levels_records_the_rule(tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(np.dstack([MASK * 255] * 3)).save(buffer, "GIF")  # Pillow puts white at index 0
+    scores, rules = _score(_folder(tmp_path, {"a.gif": buffer.getvalue()}))
+    assert scores == [1.0] and "palette_grey_levels" in rules
+
+
+def test_a_datasets_mask_column_of_rgba_images_is_read_as_files_are():
+    import datasets
+
+    rgba = Image.open(io.BytesIO(_image(_rgba(np.zeros_like(MASK), MASK * 255))))
+    table = datasets.Dataset.from_dict({"case_id": ["a"], "mask": [rgba]},
+                                       features=datasets.Features({"case_id": datasets.Value("string"),
+                                                                   "mask": datasets.Image()}))
+    scores, rules = _score(table)
+    assert scores == [1.0] and "alpha_mask" in rules
+
+
 def test_images_given_in_memory_are_read_as_files_are():
     scores, rules = _score({"a": Image.fromarray(_rgba(np.zeros_like(MASK), MASK * 255))})
     assert scores == [1.0] and "alpha_mask" in rules

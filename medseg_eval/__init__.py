@@ -19,15 +19,18 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "MedsegEvalError": ("errors", "MedsegEvalError"),
     "Results": ("results", "Results"),
     "compare": ("stats", "compare"),
+    "cross_validation": ("stats", "cross_validation"),
     "datasets": ("datasets", None),
     "evaluate": ("evaluate", "evaluate"),
     "list_datasets": ("datasets", "list_datasets"),
     "load_dataset": ("datasets", "load_dataset"),
     "metrics": ("metrics", None),
+    "report": ("stats", "report"),
     "stats": ("stats", None),
 }
 
-__all__ = ["MedsegEvalError", "Results", "__version__", "compare", "datasets", "evaluate", "list_datasets", "load_dataset", "metrics", "stats"]
+__all__ = ["MedsegEvalError", "Results", "__version__", "compare", "cross_validation", "datasets", "evaluate",
+           "list_datasets", "load_dataset", "metrics", "report", "stats"]
 
 if TYPE_CHECKING:
     from . import datasets, metrics, stats
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
     from .errors import MedsegEvalError
     from .evaluate import evaluate
     from .results import Results
-    from .stats import compare
+    from .stats import compare, cross_validation, report
 
 
 def __getattr__(name: str) -> Any:

@@ -38,6 +38,7 @@ from .pairing import (
     per_case_table,
 )
 from .ranking import SCHEMES, RankStability, rank_models, rank_stability
+from .report import Report, ReportError, report
 
 __all__ = [
     "SCHEMES",
@@ -53,6 +54,8 @@ __all__ = [
     "PairedValues",
     "PairingError",
     "RankStability",
+    "Report",
+    "ReportError",
     "TestResult",
     "UnpairedCasesError",
     "adjust_p",
@@ -77,6 +80,7 @@ __all__ = [
     "rank_biserial",
     "rank_models",
     "rank_stability",
+    "report",
     "versus_control",
     "wilcoxon",
 ]

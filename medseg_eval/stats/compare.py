@@ -25,6 +25,10 @@ from .ranking import SCHEMES, Scheme, rank_models, rank_stability
 
 #: Blocks of a comparison: cases, datasets, and for cross-validations folds (one per fold and seed) or seeds.
 CompareBlocks = Literal["case", "dataset", "fold", "seed"]
+#: Provenance of each input kept in ``settings["inputs"]``: what a report of the comparison states.
+INPUT_RECORD = ("kind", "dataset", "dataset_revision", "split", "manifest_sha256", "targets_sha256", "num_cases", "folds",
+                "seeds", "metrics", "convention", "convention_reproduces", "percentile", "tolerance", "spacing_unit",
+                "empty_policy", "lesion_criteria", "predictions_sha256", "package_version")
 #: Provenance that must agree between the models compared on one dataset, or the numbers are not comparable.
 COMPARABLE = ("split", "manifest_sha256", "targets_sha256", "convention", "empty_policy", "percentile", "tolerance",
               "lesion_criteria")
@@ -311,8 +315,7 @@ def _inputs(models: Mapping[str, Any] | pl.DataFrame) -> tuple[pl.DataFrame, dic
                 detail = ", ".join(f"{m}: {v}" for m, v in seen.items())
                 raise PairingError(f"the results on {dataset or 'your targets'} differ in {key} ({detail}); their "
                                    "numbers are not comparable: evaluate every model the same way.")
-    summary = {name: [{k: p.get(k) for k in ("dataset", "split", "manifest_sha256", "convention",
-                                             "predictions_sha256", "package_version")} for p in runs]
+    summary = {name: [{k: p.get(k) for k in INPUT_RECORD if k in p} for p in runs]
                for name, runs in provenance.items()}
     if not folds:
         return per_case_table(loaded), summary, None

@@ -240,7 +240,7 @@ def cross_validation(results: Mapping[Any, Results | str | Path], *, dataset: st
     _check_disjoint(runs)
     folds, seeds = _check_balanced(runs)
     provenance = {
-        "kind": "cross_validation", "dataset": dataset, "split": _split(runs), "manifest_sha256": manifest_sha,
+        "kind": "cross_validation", "dataset": dataset, "split": _split(runs, dataset), "manifest_sha256": manifest_sha,
         "dataset_revision": _one(runs, "dataset_revision", None), "folds": folds, "seeds": seeds,
         "coverage": coverage, **settings,
         "targets_sha256": _combined([r["provenance"].get("targets_sha256") for r in runs]),
@@ -322,9 +322,9 @@ def _shared(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _split(runs: list[dict[str, Any]]) -> str | None:
-    if any(r["run"] for r in runs):
-        return "train"  # the reference trainers hold folds out of the training split
+def _split(runs: list[dict[str, Any]], dataset: str | None) -> str | None:
+    if dataset is not None or any(r["run"] for r in runs):
+        return "train"  # the shipped folds, and the reference trainers' held-out folds, split the training cases
     return _one(runs, "split", None)
 
 

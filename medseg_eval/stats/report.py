@@ -246,3 +246,15 @@ def report_command(path: str | Path, *, fmt: Format = "markdown", out: str | Pat
 
         atomic_write_text(Path(out), rendered + "\n")
     return rendered
+
+
+def cv_command(run_dirs: list[str | Path], *, fmt: Format = "markdown", out: str | Path | None = None,
+               n_boot: int = 2000, seed: int = 0) -> str:
+    """``medseg-eval cv RUN_DIR... [--out DIR]``: the cross-validation of run folders, reported (and saved to ``out``)."""
+    from .crossval import cross_validation, load_runs
+
+    cv = cross_validation(load_runs(run_dirs))
+    if out is not None:
+        cv.save(out)
+    rendered = report(cv, n_boot=n_boot, seed=seed)
+    return getattr(rendered, {"markdown": "to_markdown", "latex": "to_latex", "html": "to_html"}[fmt])()

@@ -479,10 +479,43 @@ def build_parser() -> argparse.ArgumentParser:
     _add_compare(commands)
     _add_leaderboard(commands)
     _add_train(commands)
+    _add_reports(commands)
     demo = commands.add_parser("demo", help="offline: two classical segmenters on a generated dataset, compared")
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_reports(commands: argparse._SubParsersAction) -> None:
+    """``cv`` and ``report``: their logic is :mod:`medseg_eval.stats.report`'s."""
+    from .errors import MedsegEvalError
+    from .stats.report import cv_command, report_command
+
+    def handle(command):  # errors of the package are the user's to fix: a message, exit 2
+        def run(args: argparse.Namespace) -> int:
+            try:
+                print(command(args))
+            except MedsegEvalError as err:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+            return 0
+        return run
+
+    formats = ["markdown", "latex", "html"]
+    cv = commands.add_parser("cv", help="cross-validation of `train --fold K` run folders: over folds, pooled, CIs")
+    cv.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders written by medseg-eval train --out")
+    cv.add_argument("--out", help="folder to save the cross-validation in (parquet + JSON)")
+    report_ = commands.add_parser("report", help="methods paragraph, tables and BibTeX of saved results, "
+                                                 "a cross-validation or a comparison")
+    report_.add_argument("path", metavar="RESULTS_OR_COMPARISON", help="a folder written by evaluate/cv/compare --out")
+    report_.add_argument("--out", help="file to write the report to")
+    for parser in (cv, report_):
+        parser.add_argument("--format", default="markdown", choices=formats)
+        parser.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples of the CIs")
+        parser.add_argument("--seed", type=int, default=0)
+    cv.set_defaults(run=handle(lambda a: cv_command(a.runs, fmt=a.format, out=a.out, n_boot=a.n_boot, seed=a.seed)))
+    report_.set_defaults(run=handle(lambda a: report_command(a.path, fmt=a.format, out=a.out, n_boot=a.n_boot,
+                                                             seed=a.seed)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

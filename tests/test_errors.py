@@ -51,3 +51,16 @@ def test_user_errors_are_caught_by_the_base(call) -> None:
     with pytest.raises(MedsegEvalError) as caught:
         call()
     assert str(caught.value)
+
+
+def test_cuda_on_a_machine_without_it_is_a_clear_error(monkeypatch) -> None:
+    import torch
+
+    from medseg_eval.devices import DeviceUnavailableError, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DeviceUnavailableError, match="no CUDA.*use device 'cpu'"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceUnavailableError, match="unknown device"):
+        resolve_device("gpu")
+    assert resolve_device("auto") == torch.device("cpu")

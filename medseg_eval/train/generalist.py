@@ -250,7 +250,7 @@ def zero_shot(name: str, dataset: str, *, split: str | None = None, model: torch
     """
     from .. import evaluate, load_dataset
     from ..datasets import get_spec
-    from .trainer import resolve_device
+    from ..devices import resolve_device
 
     spec = get_spec(dataset)
     split = split or spec.test_split

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,20 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from .. import __version__
+from ..devices import resolve_device
 from .config import TrainConfig
 from .data import Cases
 from .generalist import GENERALISTS, ORACLE_PROMPTS, build_generalist
 from .loop import TrainReport, distributed, fit, predict_logits, seed_everything, to_labels
 from .zoo import build_model, model_info
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"``: CUDA when available (under ``torchrun`` the process's ``LOCAL_RANK`` GPU), else the CPU."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
 
 
 def predict_labels(model: torch.nn.Module, cases: Cases, config: TrainConfig, device: torch.device, kind: str,

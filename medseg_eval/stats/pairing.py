@@ -18,16 +18,30 @@ import numpy as np
 import polars as pl
 
 from ..errors import MedsegEvalError
-from ..metrics.conventions import HIGHER_IS_BETTER, LESION_METRICS, METRIC_ALIASES, OVERLAP_METRICS
+from ..metrics.conventions import (
+    AGREEMENT_METRICS,
+    DISTANCE_METRICS,
+    HIGHER_IS_BETTER,
+    INSTANCE_METRICS,
+    LESION_METRICS,
+    METRIC_ALIASES,
+    OVERLAP_METRICS,
+    TOPOLOGY_METRICS,
+)
 from ..results import Results
 
 MissingPolicy = Literal["error", "worst", "drop"]
 Blocks = Literal["case", "dataset"]
 
 #: Metrics on [0, 1] whose worst value is 0 (the ``"worst"`` missing-case policy).
-BOUNDED_WORST_ZERO = frozenset(OVERLAP_METRICS + ("nsd",) + tuple(m for m in LESION_METRICS if m != "fp_objects"))
+BOUNDED_WORST_ZERO = frozenset(
+    OVERLAP_METRICS + ("nsd", "cldice", "boundary_iou", "boundary_f1", "balanced_accuracy", "volume_similarity")
+    + tuple(m for m in LESION_METRICS if m != "fp_objects")
+    + tuple(m for m in INSTANCE_METRICS if m != "object_hausdorff")
+)
 #: Metrics the package computes; their direction is known.
-KNOWN_METRICS = frozenset(OVERLAP_METRICS + ("hausdorff", "hd95", "assd", "masd", "nsd") + LESION_METRICS)
+KNOWN_METRICS = frozenset(OVERLAP_METRICS + DISTANCE_METRICS + AGREEMENT_METRICS + TOPOLOGY_METRICS + LESION_METRICS
+                          + INSTANCE_METRICS)
 ModelResults = Results | pl.DataFrame | str | Path
 
 
@@ -57,7 +71,7 @@ def higher_is_better(metric: str) -> bool:
     """
     name = METRIC_ALIASES.get(metric, metric)
     if name not in KNOWN_METRICS:
-        raise ValueError(f"unknown metric {metric!r}: its direction is not known; "
+        raise PairingError(f"unknown metric {metric!r}: its direction is not known; "
                          f"expected one of {', '.join(sorted(KNOWN_METRICS))}.")
     return name in HIGHER_IS_BETTER
 

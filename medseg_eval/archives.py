@@ -74,7 +74,7 @@ def archive_members(path: Path, stack: contextlib.ExitStack,
             ignored.append((member, f"not an image or array ({PurePosixPath(member).suffix.lower()})"))
             continue
         where = f"{path}:{member}"
-        problem = _member_problem(info, where)
+        problem = member_problem(info, where)
         if problem and stem != parts[-1]:
             raise PredictionFormatError(problem)
         if problem:  # a member without a suffix is a prediction only if its bytes say so; this one is not read
@@ -90,8 +90,17 @@ def archive_members(path: Path, stack: contextlib.ExitStack,
     return files, ignored
 
 
-def _member_problem(info: zipfile.ZipInfo, where: str) -> str:
-    """Why the member ``info`` cannot be read as a prediction (``""`` when it can)."""
+def member_problem(info: zipfile.ZipInfo, where: str) -> str:
+    """Why the zip member ``info`` cannot be read as a prediction under the caps above (``""`` when it can),
+    naming it ``where``; shared by every reader of prediction archives.
+
+    Examples
+    --------
+    >>> info = zipfile.ZipInfo("a.png")
+    >>> info.compress_type = 9
+    >>> member_problem(info, "preds.zip:a.png")[:55]
+    'preds.zip:a.png: compressed with deflate64 (method 9), '
+    """
     if info.create_system == 3 and stat.S_ISLNK(info.external_attr >> 16):
         return (f"{where}: a symbolic link; links in archives are refused, not followed: zip the file itself "
                 "(without `zip -y`).")

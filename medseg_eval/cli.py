@@ -252,7 +252,8 @@ def _leaderboard_submit(args: argparse.Namespace) -> int:
     path = submit(args.results, args.model, args.board_dir, predictions=args.predictions, badge=args.badge,
                   parameters=args.parameters, code_url=args.code_url, paper_url=args.paper_url,
                   training_protocol=args.protocol, seed=args.seed, contact=args.contact,
-                  weights_license=args.weights_license, config=config, citation=args.citation)
+                  weights_license=args.weights_license, config=config, citation=args.citation,
+                  predictions_withheld=args.withheld)
     print(f"bundle written to {path}; run `medseg-eval leaderboard build --board-dir {args.board_dir}` to rank it")
     return 0
 
@@ -271,8 +272,9 @@ def _leaderboard_validate(args: argparse.Namespace) -> int:
     board_dir = Path(args.board_dir)
     names = [args.dataset] if args.dataset else sorted(p.name for p in board_dir.iterdir() if p.is_dir())
     for name in names:
-        for slug, _ in load_bundles(board_dir, name):
-            print(f"ok  {name}/{slug}")
+        for slug, sub in load_bundles(board_dir, name):
+            how = {"reported": "reported", "unverified": "unverified: checked against its counts, not scored again"}
+            print(f"ok  {name}/{slug} ({how.get(sub.meta['badge'], 'scored again from its predictions')})")
     return 0
 
 
@@ -297,8 +299,11 @@ def _add_leaderboard(commands: argparse._SubParsersAction) -> None:
     submit = sub.add_parser("submit", help="add a bundle of saved results to the board of their dataset")
     submit.add_argument("results", help="folder written by evaluate --out (or Results.save)")
     submit.add_argument("--model", required=True, help="name on the board")
-    submit.add_argument("--predictions", help="the predictions, scored again to verify the results (recorded)")
-    submit.add_argument("--badge", default="verified", choices=["verified", "reproduced"])
+    submit.add_argument("--predictions", help="the predictions the results came from; the bundle carries their label "
+                        "maps and every build scores them again (required unless --badge unverified)")
+    submit.add_argument("--badge", default="verified", choices=["verified", "reproduced", "unverified"])
+    submit.add_argument("--withheld", metavar="REASON", help="why the predictions cannot be published (with --badge "
+                        "unverified: listed apart, never ranked)")
     submit.add_argument("--parameters", type=float, help="parameters, in millions")
     submit.add_argument("--code-url")
     submit.add_argument("--paper-url")

@@ -1,7 +1,9 @@
-"""The static leaderboard page renders in headless Chromium with both tables, and rebuilds byte-identically."""
+"""The static leaderboard page renders in headless Chromium: ranked boards first, the README's method text and badge
+legend, links, dates, units, the split's name and columns that sort on a click; it rebuilds byte-identically."""
 
 from __future__ import annotations
 
+import html
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -27,7 +29,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="module")
 def board_dir(tmp_path_factory):
-    """A board with three thresholding 'models' and one reported paper entry, built once for the module."""
+    """A board with three thresholding 'models' (one with code and paper links, one with a link that is not http)
+    and one reported paper entry, and a board of reported numbers only (ISIC 2018), built once for the module."""
     with pytest.MonkeyPatch.context() as mp:
         # A fresh home per module, so the dataset is built here and not taken from another test.
         mp.setenv("MEDSEG_EVAL_HOME", str(tmp_path_factory.mktemp("home")))
@@ -35,32 +38,45 @@ def board_dir(tmp_path_factory):
         test = medseg_eval.load_dataset(DATASET, split="test")
         images = {row["case_id"]: np.asarray(row["image"]) for row in test}
         path = tmp_path_factory.mktemp("board")
+        links = {128: {"code_url": "https://example.org/code", "paper_url": "https://example.org/paper"},
+                 160: {"code_url": "javascript:alert(1)"}}
         for t in (100, 128, 160):
-            res = medseg_eval.evaluate({c: (im > t).astype(np.uint8) for c, im in images.items()}, DATASET,
-                                       metrics=["dice", "iou", "hd95"], progress=False)
-            leaderboard.submit(res, f"threshold {t}", path)
+            preds = {c: (im > t).astype(np.uint8) for c, im in images.items()}
+            res = medseg_eval.evaluate(preds, DATASET, metrics=["dice", "iou", "hd95"], progress=False)
+            leaderboard.submit(res, f"threshold {t}", path, predictions=preds, **links.get(t, {}))
         leaderboard.reported_submission("Paper model", DATASET, metric="dice", mean=91.7, sd=0.5,
                                         citation="arXiv 2603.13044", aggregate="pooled",
                                         protocol="5-fold CV").write(path)
+        leaderboard.reported_submission("Other paper", "isic2018", metric="mDice (%)", mean=90.0, sd=None,
+                                        citation="Doe 2026", aggregate="pooled", protocol="5-fold CV").write(path)
         leaderboard.build(path)
         yield path
 
 
 def chromium(page, tmp_path, *args):
+    """Run headless Chromium on ``page`` (a file) with ``args``."""
     return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args, page.as_uri()],
                           capture_output=True, text=True, timeout=60, check=True)
 
 
 class Tables(HTMLParser):
-    """Cell texts of each ``<table class=...>``: ``{class: {"header": [...], "rows": [[...], ...]}}``."""
+    """Cell texts of each ``<table class="KIND ...">`` of each ``<section id=...>``, the links of its cells and the
+    sections' order: ``{section: {kind: {"header": [...], "rows": [[...], ...], "links": [...]}}}``."""
 
     def __init__(self):
         super().__init__()
+        self.sections, self.section = {}, None
         self.tables, self.table, self.row, self.cell, self.in_header = {}, None, None, None, False
 
     def handle_starttag(self, tag, attrs):
-        if tag == "table":
-            self.table = self.tables.setdefault(dict(attrs).get("class"), {"header": [], "rows": []})
+        if tag == "section":
+            self.section = self.sections.setdefault(dict(attrs)["id"], {})
+        elif tag == "table":
+            kind = dict(attrs).get("class").split()[0]
+            self.table = self.section.setdefault(kind, {"header": [], "rows": [], "links": []})
+            self.tables.setdefault(kind, self.table)
+        elif tag == "a" and self.cell is not None:
+            self.table["links"].append(dict(attrs)["href"])
         elif tag == "tr" and self.table is not None:
             self.row, self.in_header = [], False
         elif tag in ("td", "th") and self.row is not None:
@@ -84,13 +100,29 @@ class Tables(HTMLParser):
             self.table = None
 
 
-@pytest.fixture(scope="module")
-def rendered(board_dir, tmp_path_factory):
-    """The tables of index.html as Chromium's DOM has them after loading the page."""
-    dom = chromium(board_dir / "index.html", tmp_path_factory.mktemp("chromium"), "--dump-dom").stdout
+def dom_tables(page, tmp_path, clicks=()):
+    """The parsed DOM of ``page`` after loading it in Chromium and clicking the ranked table's headers ``clicks``."""
+    if clicks:
+        script = "".join(f'<script>[...document.querySelectorAll("#{DATASET} table.ranked th")]'
+                         f'.find(th => th.textContent === {header!r}).click();</script>' for header in clicks)
+        copy = tmp_path / "clicked.html"
+        copy.write_text(page.read_text().replace("</body>", script + "</body>"))
+        page = copy
     parser = Tables()
-    parser.feed(dom)
-    return parser.tables
+    parser.feed(chromium(page, tmp_path, "--dump-dom").stdout)
+    return parser
+
+
+@pytest.fixture(scope="module")
+def dom(board_dir, tmp_path_factory):
+    """index.html as Chromium's DOM has it after loading the page."""
+    return dom_tables(board_dir / "index.html", tmp_path_factory.mktemp("chromium"))
+
+
+@pytest.fixture(scope="module")
+def rendered(dom):
+    """The first table of each kind in the page."""
+    return dom.tables
 
 
 def test_index_html_renders_the_ranked_table_in_rank_order_in_chromium(rendered):
@@ -125,3 +157,43 @@ def test_rebuilding_the_board_gives_byte_identical_pages(board_dir):
     before = [p.read_bytes() for p in pages]
     leaderboard.build(board_dir)
     assert [p.read_bytes() for p in pages] == before
+
+
+def test_index_html_puts_ranked_boards_first_and_reported_only_boards_after(dom):
+    assert list(dom.sections) == [DATASET, "isic2018", "badges"]
+    assert list(dom.sections[DATASET]) == ["ranked", "reported"]
+    assert list(dom.sections["isic2018"]) == ["reported"]
+
+
+def test_index_html_carries_the_readme_method_text_badge_legend_split_and_units(board_dir):
+    page = html.unescape((board_dir / "index.html").read_text())
+    readme = (board_dir / DATASET / "README.md").read_text()
+    method = next(line for line in readme.splitlines() if line.startswith("Every entry was scored again"))
+    assert method in page and "distances in pixels" in method
+    for badge, text in leaderboard.BADGES.items():
+        assert f"- *{badge}*: {text}" in readme and f"<em>{badge}</em>: {text}" in page
+    assert "Ranked (20 cases of the test split" in page  # the split by its name: "validation" for Kvasir-SEG
+
+
+def test_index_html_ranked_table_links_code_and_paper_dates_and_units_in_chromium(rendered):
+    ranked = rendered["ranked"]
+    header = ranked["header"]
+    assert {"HD95 (px)", "code", "paper", "submitted"} <= set(header)
+    row = {r[1]: dict(zip(header, r)) for r in ranked["rows"]}
+    assert (row["threshold 128"]["code"], row["threshold 128"]["paper"]) == ("code", "paper")
+    assert row["threshold 160"]["code"] == "–"  # javascript: is not a link
+    assert ranked["links"] == ["https://example.org/code", "https://example.org/paper"]
+    assert all(len(r["submitted"]) == 10 and r["submitted"][4] == "-" for r in row.values())
+
+
+def test_index_html_columns_sort_on_a_click_in_chromium(board_dir, tmp_path):
+    def column(parser, name):
+        table = parser.sections[DATASET]["ranked"]
+        return [(r[1], float(r[table["header"].index(name)])) for r in table["rows"]]
+
+    once = column(dom_tables(board_dir / "index.html", tmp_path, ["HD95 (px)"]), "HD95 (px)")
+    assert [v for _, v in once] == sorted(v for _, v in once) and len(once) == 3
+    twice = column(dom_tables(board_dir / "index.html", tmp_path, ["HD95 (px)", "HD95 (px)"]), "HD95 (px)")
+    assert twice == once[::-1]
+    by_model = dom_tables(board_dir / "index.html", tmp_path, ["model"]).sections[DATASET]["ranked"]["rows"]
+    assert [r[1] for r in by_model] == ["threshold 100", "threshold 128", "threshold 160"]

@@ -7,6 +7,7 @@ from .bundle import (
     DuplicateSubmissionError,
     IncompleteSubmissionError,
     RevisionMismatchError,
+    SettingsMismatchError,
     Submission,
     SubmissionError,
     TamperedSubmissionError,
@@ -18,6 +19,6 @@ from .bundle import (
 
 __all__ = [
     "BADGES", "Board", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
-    "Submission", "SubmissionError", "TamperedSubmissionError", "board", "build", "hub", "reported_submission",
-    "submit", "to_submission", "validate",
+    "SettingsMismatchError", "Submission", "SubmissionError", "TamperedSubmissionError", "board", "build", "hub",
+    "reported_submission", "submit", "to_submission", "validate",
 ]

@@ -1,9 +1,15 @@
-"""Submission bundles: metadata, the package's per-case results and the hashes that tie them together.
+"""Submission bundles: metadata, the package's per-case results, the predictions and the hashes that tie them.
 
-A bundle is a folder ``<board>/<dataset>/<slug>/`` with ``meta.json`` and, for ranked entries,
-``per_case.parquet`` and ``counts.parquet``. ``meta.json`` records the sha256 of both tables (of
-their canonical JSON rows, independent of the parquet writer), of the predictions and of the
-dataset manifest, so that an edited table, a different ground truth or a resubmission is caught.
+A bundle is a folder ``<board>/<dataset>/<slug>/`` with ``meta.json`` and, for entries with
+per-case data, ``per_case.parquet`` and ``counts.parquet``; *verified* and *reproduced* entries
+also carry ``predictions.zip`` (their label maps, :mod:`.archive`). ``meta.json`` records the
+sha256 of both tables (of their canonical JSON rows, independent of the parquet writer), of the
+archive, of the label maps in it and of the dataset manifest.
+
+The tables are caches: :func:`validate` scores every ranked bundle's predictions again against the
+canonical ground truth (:mod:`.rescore`), refuses the bundle unless its tables agree, and returns
+what it computed, which is all a board ranks. Entries whose predictions cannot be published (a
+licence, or not kept) are *unverified*: checked against their own counts, listed apart, never ranked.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,48 +27,48 @@ import polars as pl
 from .._atomic import atomic_directory
 from ..datasets import canonical_dir, get_spec, shipped_manifest
 from ..datasets.canonical import manifest_sha256, read_manifest
-from ..errors import MedsegEvalError
 from ..results import Results
+from .archive import ARCHIVE, write_archive
+from .errors import (
+    DuplicateSubmissionError,
+    IncompleteSubmissionError,
+    RevisionMismatchError,
+    SettingsMismatchError,
+    SubmissionError,
+    TamperedSubmissionError,
+)
+from .rescore import check_counts, check_matches, check_settings, rescore
 
-Badge = Literal["verified", "reproduced", "reported"]
+__all__ = ["BADGES", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
+           "SettingsMismatchError", "Submission", "SubmissionError", "TamperedSubmissionError", "reported_submission",
+           "submit", "to_submission", "validate"]
+
+Badge = Literal["verified", "reproduced", "unverified", "reported"]
 BADGES: dict[str, str] = {
-    "verified": "scored by medseg_eval from the predictions",
-    "reproduced": "produced by a reference trainer of medseg_eval, with its config",
+    "verified": "scored again by medseg_eval from the predictions the bundle carries, at every build",
+    "reproduced": "produced by a reference trainer of medseg_eval, with its config; its predictions scored again "
+                  "at every build",
+    "unverified": "per-case results whose predictions are not published (a licence, or not kept): checked against "
+                  "their own counts only, listed apart, never ranked",
     "reported": "numbers copied from a paper, without per-case data (shown, never ranked)",
 }
-SCHEMA_VERSION = 1
-#: Metadata a submitter gives (all optional but the model name).
+RANKED_BADGES = ("verified", "reproduced")
+SCHEMA_VERSION = 2
+#: Metadata a submitter gives (all optional but the model name; ``predictions_withheld`` says why an
+#: *unverified* entry has no predictions).
 METADATA = ("parameters", "code_url", "paper_url", "training_protocol", "seed", "contact", "weights_license",
-            "config", "citation", "note")
-
-
-class SubmissionError(MedsegEvalError, ValueError):
-    """A bundle that cannot go on a board; the message names the bundle and the reason."""
-
-
-class IncompleteSubmissionError(SubmissionError):
-    """The bundle does not cover every case of the dataset's test split, or lacks a required part."""
-
-
-class TamperedSubmissionError(SubmissionError):
-    """A table of the bundle no longer matches the hash recorded at submission, or its predictions."""
-
-
-class RevisionMismatchError(SubmissionError):
-    """The bundle was scored against another revision of the dataset (manifest hash) or another split."""
-
-
-class DuplicateSubmissionError(SubmissionError):
-    """The board already holds this model name or these predictions."""
+            "config", "citation", "note", "predictions_withheld")
 
 
 @dataclass
 class Submission:
-    """A bundle in memory: ``meta`` (JSON-able) and the per-case and counts tables (``None`` when reported)."""
+    """A bundle in memory: ``meta`` (JSON-able), the per-case and counts tables (``None`` when reported) and
+    the bytes of ``predictions.zip`` (``None`` unless verified or reproduced)."""
 
     meta: dict[str, Any]
     per_case: pl.DataFrame | None = None
     counts: pl.DataFrame | None = None
+    predictions: bytes | None = None
 
     @property
     def slug(self) -> str:
@@ -77,6 +83,8 @@ class Submission:
                 self.per_case.write_parquet(staging / "per_case.parquet")
             if self.counts is not None:
                 self.counts.write_parquet(staging / "counts.parquet")
+            if self.predictions is not None:
+                (staging / ARCHIVE).write_bytes(self.predictions)
             (staging / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         return path
 
@@ -89,7 +97,7 @@ class Submission:
         meta = json.loads((path / "meta.json").read_text())
         tables = [pl.read_parquet(path / f) if (path / f).is_file() else None
                   for f in ("per_case.parquet", "counts.parquet")]
-        return cls(meta, *tables)
+        return cls(meta, *tables, (path / ARCHIVE).read_bytes() if (path / ARCHIVE).is_file() else None)
 
 
 def slugify(name: str) -> str:
@@ -115,7 +123,7 @@ def table_sha256(frame: pl.DataFrame) -> str:
 
 
 def to_submission(results: Results, model: str, *, badge: Badge = "verified", **metadata: Any) -> Submission:
-    """A bundle of ``results`` for the board of its dataset.
+    """A bundle of ``results`` for the board of its dataset (without predictions: :func:`submit` adds them).
 
     Parameters
     ----------
@@ -124,17 +132,31 @@ def to_submission(results: Results, model: str, *, badge: Badge = "verified", **
     model
         Name on the board.
     badge
-        ``"verified"`` or ``"reproduced"`` (then ``config`` is required); reported numbers come
+        ``"verified"`` or ``"reproduced"`` (then ``config`` is required), or ``"unverified"`` (then
+        ``predictions_withheld`` says why the predictions are not published); reported numbers come
         from :func:`reported_submission`.
     metadata
         ``parameters, code_url, paper_url, training_protocol, seed, contact, weights_license,
-        config, citation, note``.
+        config, citation, note, predictions_withheld``.
+
+    Examples
+    --------
+    >>> import numpy as np, medseg_eval
+    >>> res = medseg_eval.evaluate({"a": np.eye(4, dtype=np.uint8)}, targets={"a": np.eye(4, dtype=np.uint8)},
+    ...                            progress=False)
+    >>> to_submission(res, "identity")
+    Traceback (most recent call last):
+    ...
+    medseg_eval.leaderboard.errors.SubmissionError: these results were scored against your own targets; boards take results of evaluate(predictions, '<dataset>') on a registered dataset.
     """
     unknown = sorted(set(metadata) - set(METADATA))
     if unknown:
         raise TypeError(f"unknown metadata {unknown}; expected some of {', '.join(METADATA)}.")
-    if badge not in ("verified", "reproduced"):
-        raise SubmissionError(f"results are submitted as 'verified' or 'reproduced', got {badge!r}.")
+    if badge not in (*RANKED_BADGES, "unverified"):
+        raise SubmissionError(f"results are submitted as 'verified', 'reproduced' or 'unverified', got {badge!r}.")
+    if (badge == "unverified") != bool(metadata.get("predictions_withheld")):
+        raise SubmissionError("an 'unverified' entry says why its predictions are not published "
+                              "(predictions_withheld='...'), and only an unverified one withholds them.")
     p = results.provenance
     if not p.get("dataset"):
         raise SubmissionError("these results were scored against your own targets; boards take results of "
@@ -143,10 +165,11 @@ def to_submission(results: Results, model: str, *, badge: Badge = "verified", **
         "schema": SCHEMA_VERSION, "model": model, "dataset": p["dataset"], "split": p["split"], "badge": badge,
         **{k: metadata.get(k) for k in METADATA},
         "submitted": dt.datetime.now(dt.timezone.utc).date().isoformat(),
-        "predictions_sha256": p.get("predictions_sha256"), "manifest_sha256": p.get("manifest_sha256"),
-        "dataset_revision": p.get("dataset_revision"), "convention": p.get("convention"),
-        "package_version": p.get("package_version"), "per_case_sha256": table_sha256(results.per_case),
-        "counts_sha256": table_sha256(results.counts), "recomputed_from_predictions": False, "provenance": p,
+        "predictions_sha256": p.get("predictions_sha256"), "predictions_archive_sha256": None,
+        "manifest_sha256": p.get("manifest_sha256"), "dataset_revision": p.get("dataset_revision"),
+        "convention": p.get("convention"), "package_version": p.get("package_version"),
+        "per_case_sha256": table_sha256(results.per_case), "counts_sha256": table_sha256(results.counts),
+        "provenance": p,
     }
     slugify(model)
     return Submission(meta, results.per_case, results.counts)
@@ -178,12 +201,23 @@ def expected_manifest(dataset: str) -> pl.DataFrame:
 
 
 def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Submission:
-    """Check a bundle; return it, or raise a :class:`SubmissionError` that names it and says why.
+    """Check a bundle; return it with the tables the board computed, or raise a :class:`SubmissionError`
+    that names it and says why.
 
-    Checks: required fields and badge; for ranked entries, that both tables match their recorded
-    sha256 (not edited after submission), that they were scored on the dataset's test split of the
-    current manifest, and that they cover exactly its cases; *reproduced* entries carry their
-    config; *reported* ones a citation and their number.
+    Checks: required fields and badge; *reported* entries carry a citation and their number;
+    every other one has tables that match their recorded sha256, per-case overlap values that
+    agree with its counts, the board's settings, the dataset's test split of the current manifest
+    and exactly its cases. *Verified* and *reproduced* entries carry ``predictions.zip`` (matching
+    its recorded sha256), which is scored again here against the canonical ground truth: the
+    returned :class:`Submission` holds those recomputed tables, and the stored ones must agree with
+    them (else :class:`TamperedSubmissionError`). *Reproduced* entries carry their config,
+    *unverified* ones the reason their predictions are withheld.
+
+    Examples
+    --------
+    >>> validate(reported_submission("Net", "synthetic-lesions", metric="Dice (%)", mean=91.0, sd=None,
+    ...                              citation="Doe 2026", aggregate="pooled", protocol="5-fold")).meta["badge"]
+    'reported'
     """
     label = name or (str(bundle) if not isinstance(bundle, Submission) else bundle.meta.get("model", "?"))
     sub = Submission.read(bundle) if not isinstance(bundle, Submission) else bundle
@@ -199,15 +233,14 @@ def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Sub
         if not meta.get("citation") or reported.get("mean") is None:
             raise IncompleteSubmissionError(f"bundle {label}: a reported entry needs a citation and its number.")
         return sub
-    if meta["badge"] == "reproduced" and not meta.get("config"):
-        raise IncompleteSubmissionError(f"bundle {label}: a reproduced entry records the trainer's config.")
-    if sub.per_case is None or sub.counts is None:
-        raise IncompleteSubmissionError(f"bundle {label}: per_case.parquet or counts.parquet is missing.")
+    _check_parts(sub, label)
     for table, key in ((sub.per_case, "per_case_sha256"), (sub.counts, "counts_sha256")):
         if table_sha256(table) != meta.get(key):
             raise TamperedSubmissionError(f"bundle {label}: {key.removesuffix('_sha256')}.parquet does not match "
                                           "the sha256 recorded at submission; it was edited. Resubmit the results "
                                           "the package computed.")
+    check_settings(meta.get("provenance") or {}, label=label)
+    check_counts(sub.per_case, sub.counts, label=label)
     if meta.get("split") != spec.test_split:
         raise RevisionMismatchError(f"bundle {label}: scored on split {meta.get('split')!r}; boards rank the test "
                                     f"split {spec.test_split!r}.")
@@ -225,7 +258,33 @@ def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Sub
             + (f"; missing {len(lacking)} ({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''})"
                if lacking else "")
             + (f"; unknown {len(extra)} ({', '.join(extra[:5])})" if extra else "") + ".")
-    return sub
+    if meta["badge"] == "unverified":
+        return sub
+    per_case, counts = rescore(meta, sub.predictions, label=label)
+    check_matches(sub.counts, counts, table="counts", label=label)
+    check_matches(sub.per_case, per_case, table="per_case", label=label)
+    return replace(sub, per_case=per_case, counts=counts)
+
+
+def _check_parts(sub: Submission, label: str) -> None:
+    """The parts each badge needs: tables always; predictions (and their recorded sha256) unless unverified."""
+    meta = sub.meta
+    if meta["badge"] == "reproduced" and not meta.get("config"):
+        raise IncompleteSubmissionError(f"bundle {label}: a reproduced entry records the trainer's config.")
+    if sub.per_case is None or sub.counts is None:
+        raise IncompleteSubmissionError(f"bundle {label}: per_case.parquet or counts.parquet is missing.")
+    if meta["badge"] == "unverified":
+        if not meta.get("predictions_withheld") or sub.predictions is not None:
+            raise IncompleteSubmissionError(f"bundle {label}: an unverified entry says why its predictions are "
+                                            "withheld (predictions_withheld) and carries none.")
+        return
+    if sub.predictions is None:
+        raise IncompleteSubmissionError(
+            f"bundle {label}: a {meta['badge']} entry carries its predictions ({ARCHIVE}), which the board scores "
+            "again; resubmit with predictions=..., or as badge 'unverified' with predictions_withheld='why'.")
+    if hashlib.sha256(sub.predictions).hexdigest() != meta.get("predictions_archive_sha256"):
+        raise TamperedSubmissionError(f"bundle {label}: {ARCHIVE} does not match the sha256 recorded in meta.json; "
+                                      "it was replaced or edited.")
 
 
 def check_not_duplicate(sub: Submission, board_dir: str | Path) -> None:
@@ -243,34 +302,46 @@ def check_not_duplicate(sub: Submission, board_dir: str | Path) -> None:
 
 def submit(results: Results | str | Path, model: str, board_dir: str | Path, *, predictions: Any = None,
            badge: Badge = "verified", **metadata: Any) -> Path:
-    """Validate ``results`` as a bundle and add it to ``board_dir/<dataset>/``.
+    """Validate ``results`` as a bundle with its ``predictions`` and add it to ``board_dir/<dataset>/``.
 
-    With ``predictions`` (anything :func:`medseg_eval.evaluate` reads), they are scored again with
-    the recorded settings; the bundle is refused unless the per-case table and the predictions'
-    sha256 match, and is marked ``recomputed_from_predictions``.
+    ``predictions`` (anything :func:`medseg_eval.evaluate` reads) must be those the results were
+    computed from (same sha256); their label maps go into the bundle's ``predictions.zip`` and are
+    scored again before anything is written. Without them the entry can only be ``"unverified"``,
+    with ``predictions_withheld="why"``: listed apart, never ranked.
+
+    Examples
+    --------
+    >>> import os, tempfile, unittest.mock, numpy as np, medseg_eval
+    >>> home = tempfile.mkdtemp()
+    >>> with unittest.mock.patch.dict(os.environ, MEDSEG_EVAL_HOME=home):
+    ...     _ = medseg_eval.datasets.build("synthetic-lesions", progress=False)
+    ...     preds = {r["case_id"]: (np.asarray(r["image"]) > 128).astype(np.uint8)
+    ...              for r in medseg_eval.load_dataset("synthetic-lesions", split="test")}
+    ...     res = medseg_eval.evaluate(preds, "synthetic-lesions", metrics=["dice"], progress=False)
+    ...     print(sorted(p.name for p in submit(res, "threshold", home, predictions=preds).iterdir()))
+    ['counts.parquet', 'meta.json', 'per_case.parquet', 'predictions.zip']
     """
     results = Results.load(results) if isinstance(results, str | Path) else results
     sub = to_submission(results, model, badge=badge, **metadata)
     if predictions is not None:
-        _recompute(sub, results, predictions)
+        if badge == "unverified":
+            raise SubmissionError(f"bundle {model}: predictions were given; submit it as 'verified' and it is ranked.")
+        _attach_predictions(sub, predictions)
     validate(sub, name=model)
     check_not_duplicate(sub, board_dir)
     return sub.write(board_dir)
 
 
-def _recompute(sub: Submission, results: Results, predictions: Any) -> None:
-    from ..evaluate import evaluate
-    from ..metrics import EmptyPolicy, LesionCriteria
+def _attach_predictions(sub: Submission, predictions: Any) -> None:
+    """Read ``predictions`` as ``evaluate`` does and put their label maps in the bundle's archive."""
+    from ..predictions import read_predictions
 
-    p = results.provenance
-    again = evaluate(predictions, p["dataset"], split=p["split"], metrics=p["metrics"], convention=p["convention"],
-                     empty=EmptyPolicy(**p["empty_policy"]), percentile=p["percentile"], tolerance=p["tolerance"],
-                     lesions=LesionCriteria(**p["lesion_criteria"]) if p.get("lesion_criteria") else None,
-                     resize=p.get("resize"), progress=False)
-    if again.provenance["predictions_sha256"] != p.get("predictions_sha256"):
+    p, spec = sub.meta["provenance"], get_spec(sub.meta["dataset"])
+    manifest = expected_manifest(spec.name)
+    ids = sorted(manifest.filter(pl.col("split") == spec.test_split)["case_id"].to_list())
+    read = read_predictions(predictions, ids, num_classes=len(p["classes"]), match=spec.match_file(ids))
+    if read.sha256 != p.get("predictions_sha256"):
         raise TamperedSubmissionError(f"bundle {sub.meta['model']}: the predictions given are not those the results "
                                       "were computed from (sha256 differs).")
-    if table_sha256(again.per_case) != sub.meta["per_case_sha256"]:
-        raise TamperedSubmissionError(f"bundle {sub.meta['model']}: scoring the predictions again gives another "
-                                      "per-case table than the one submitted.")
-    sub.meta["recomputed_from_predictions"] = True
+    sub.predictions = write_archive(read.masks)
+    sub.meta["predictions_archive_sha256"] = hashlib.sha256(sub.predictions).hexdigest()

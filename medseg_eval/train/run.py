@@ -98,7 +98,7 @@ def score_fold(config: TrainConfig, out_dir: str | Path, held_out: dict[str, np.
     default_name = (f"{config.model} (fine-tuned, ground-truth boxes, fold {config.fold})" if generalist
                     else f"{config.model} (fold {config.fold}, medseg_eval)")
     bundle = submit(test_results, name or default_name,
-                    board_dir or out_dir / "board", badge="reproduced", config=record,
+                    board_dir or out_dir / "board", predictions=test, badge="reproduced", config=record,
                     parameters=round(record["parameters_m"], 2), seed=config.seed,
                     training_protocol=_protocol(config),
                     paper_url=None, code_url="https://github.com/medseg-eval/medseg_eval",

@@ -1,0 +1,115 @@
+"""The predictions a bundle carries: one PNG label map per case in a zip, written and read back with caps.
+
+``predictions.zip`` holds ``<case_id>.png`` for every case, stored (PNG is already compressed):
+1-bit PNG where a label map is binary (a Kvasir-SEG run of 120 cases: 0.3 MB), 8-bit grey
+otherwise. The archive is hashed whole (its sha256 is in ``meta.json``), so it is written once and
+its bytes never depend on the machine that reads it. Anyone can open it with any zip tool and
+any PNG reader.
+
+Reading never extracts anything to disk and trusts nothing in the file: members must be PNG by
+their bytes (the signature, not the name), neither encrypted nor compressed by a method other than
+stored or deflate, below :data:`MAX_MEMBER_BYTES` each and :data:`MAX_TOTAL_BYTES` in all, and
+images below :data:`MAX_PIXELS`; any other member is refused, named.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Mapping
+
+import numpy as np
+from PIL import Image
+
+from .errors import SubmissionError
+
+ARCHIVE = "predictions.zip"
+MAX_MEMBER_BYTES = 64 * 2**20
+MAX_TOTAL_BYTES = 2 * 2**30
+MAX_PIXELS = 2**26
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def write_archive(masks: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes of ``predictions.zip`` for label maps ``case_id -> [H, W]`` with labels 0..255.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> data = write_archive({"a": np.eye(3, dtype=np.uint8), "b": np.full((2, 2), 2, np.uint8)})
+    >>> {k: v.tolist() for k, v in read_archive(data, label="example").items()}
+    {'a': [[1, 0, 0], [0, 1, 0], [0, 0, 1]], 'b': [[2, 2], [2, 2]]}
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        for case_id in sorted(masks):
+            mask = np.asarray(masks[case_id])
+            if mask.ndim != 2 or mask.dtype.kind not in "biu" or (mask.size and (mask.min() < 0 or mask.max() > 255)):
+                raise SubmissionError(f"case {case_id}: a bundle stores label maps [H, W] with labels 0..255, got "
+                                      f"{mask.dtype} {mask.shape}.")
+            image = Image.fromarray(mask.astype(bool) if mask.size and mask.max() <= 1 else mask.astype(np.uint8))
+            png = io.BytesIO()
+            image.save(png, format="PNG", optimize=True)
+            archive.writestr(zipfile.ZipInfo(f"{case_id}.png"), png.getvalue())  # fixed 1980 date: same bytes
+    return buffer.getvalue()
+
+
+def read_archive(data: bytes, *, label: str) -> dict[str, np.ndarray]:
+    """Label maps ``case_id -> uint8 [H, W]`` of a ``predictions.zip``; a :class:`SubmissionError` naming the
+    bundle ``label`` and the member otherwise (see the module docstring for what is refused).
+
+    Examples
+    --------
+    >>> read_archive(b"not a zip", label="demo")
+    Traceback (most recent call last):
+    ...
+    medseg_eval.leaderboard.errors.SubmissionError: bundle demo: predictions.zip is not a zip archive.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile:
+        raise SubmissionError(f"bundle {label}: {ARCHIVE} is not a zip archive.") from None
+    masks: dict[str, np.ndarray] = {}
+    total = 0
+    with archive:
+        for info in archive.infolist():
+            where = f"bundle {label}: {ARCHIVE} member {info.filename!r}"
+            total += info.file_size
+            _check_member(info, where, total)
+            case_id = info.filename.removesuffix(".png")
+            if case_id in masks:
+                raise SubmissionError(f"{where}: a second label map for case {case_id}.")
+            try:
+                raw = archive.read(info)
+            except (zipfile.BadZipFile, OSError, RuntimeError, NotImplementedError) as err:
+                raise SubmissionError(f"{where}: cannot be read ({err}).") from None
+            masks[case_id] = _decode(raw, where)
+    return masks
+
+
+def _check_member(info: zipfile.ZipInfo, where: str, total: int) -> None:
+    if info.is_dir() or not info.filename.endswith(".png"):
+        raise SubmissionError(f"{where}: the archive holds <case_id>.png files only.")
+    if info.flag_bits & 0x1:
+        raise SubmissionError(f"{where}: encrypted; the predictions of a bundle are public.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise SubmissionError(f"{where}: compression method {info.compress_type} (stored or deflate only); "
+                              "write the archive with leaderboard.submit.")
+    if info.file_size > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
+        raise SubmissionError(f"{where}: {info.file_size} bytes, {total} so far; a bundle's label maps stay below "
+                              f"{MAX_MEMBER_BYTES} bytes each and {MAX_TOTAL_BYTES} in all.")
+
+
+def _decode(data: bytes, where: str) -> np.ndarray:
+    if not data.startswith(PNG_SIGNATURE):
+        raise SubmissionError(f"{where}: not PNG data (its first bytes are {data[:8]!r}).")
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            if image.width * image.height > MAX_PIXELS or image.mode not in ("1", "L"):
+                raise SubmissionError(f"{where}: a {image.mode} image of {image.width}x{image.height}; label maps "
+                                      f"are 1-bit or 8-bit grey PNGs of at most {MAX_PIXELS} pixels.")
+            return np.asarray(image).astype(np.uint8)
+    except SubmissionError:
+        raise
+    except Exception as err:  # noqa: BLE001 -- any decoder failure (truncated, bomb, bad CRC) is this member's
+        raise SubmissionError(f"{where}: cannot be decoded ({type(err).__name__}: {err}).") from None

@@ -92,28 +92,41 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     >>> partner_squared_distances(b).tolist()
     [10.0, 10.0]
     """
-    image, row, col, spacing = b.image, b.row, b.col, b.spacing
-    n2, shape = 2 * b.pairs, b.shape
-    device = image.device
-    d2 = torch.full((len(image),), math.inf, dtype=torch.float64, device=device)
-    if len(image) == 0:
+    d2 = torch.full((len(b.image),), math.inf, dtype=torch.float64, device=b.image.device)
+    pending = _open_queries(b, d2)
+    if len(pending):
+        pending = transform_where_cheaper(b, pending, d2, NEAR_QUERY_COST)
+    if len(pending) == 0:
         return d2
-    partner = torch.where(image < b.pairs, image + b.pairs, image - b.pairs)
-    # Elements shared with the partner's boundary (often about half) are at distance 0.
+    rows = _LineSearch.build(b.image, b.row, b.col, b.spacing, b.shape, transposed=False)
+    pending = _search_near_rows(b, rows, pending, d2)
+    if len(pending):
+        _search_far(b, rows, pending, d2)
+    return d2
+
+
+def _open_queries(b: Boundaries, d2: torch.Tensor) -> torch.Tensor:
+    """Write 0 into ``d2`` for the elements shared with the partner's boundary (often about half) and
+    return the others whose partner has elements (the rest keep ``inf``)."""
     d2[b.on_partner] = 0.0
-    pending = (~b.on_partner & (torch.bincount(image, minlength=n2) > 0)[partner]).nonzero().flatten()  # none: inf
-    if len(pending) == 0:
-        return d2
-    pending = transform_where_cheaper(b, pending, d2, NEAR_QUERY_COST)
-    if len(pending) == 0:
-        return d2
-    rows = _LineSearch.build(image, row, col, spacing, shape, transposed=False)
-    best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=device)
+    partner = torch.where(b.image < b.pairs, b.image + b.pairs, b.image - b.pairs)
+    has_targets = (torch.bincount(b.image, minlength=2 * b.pairs) > 0)[partner]
+    return (~b.on_partner & has_targets).nonzero().flatten()
+
+
+def _search_near_rows(b: Boundaries, rows: _LineSearch, pending: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
+    """Search the rows within 1, then 4, of each pending query, writing the best found into ``d2``; return
+    the queries still open: those that a target row not yet searched could hold a closer target for.
+
+    After each window, the images whose open queries would cost more to search on than their box costs
+    to transform are answered by the transform instead.
+    """
+    best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=d2.device)
     searched = 0
     for half in _FIRST_HALF_WIDTHS:
         i, lo, hi = (_gather(x, pending) for x in (rows.line, rows.first, rows.last))
         # The lines within `half` not searched before.
-        offsets = torch.arange(-half, half + 1, device=device, dtype=i.dtype)
+        offsets = torch.arange(-half, half + 1, device=d2.device, dtype=i.dtype)
         offsets = offsets[offsets.abs() > searched] if searched else offsets
         best = torch.minimum(best, rows.min_near(pending, offsets))
         searched = half
@@ -122,33 +135,38 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         nearest_below = torch.maximum(lo, i + half + 1)
         above = torch.where(nearest_above >= lo, i - nearest_above, _FAR)
         below = torch.where(nearest_below <= hi, nearest_below - i, _FAR)
-        unsearched = torch.minimum(above, below).double() * _gather(rows.step_across, _gather(image, pending))
+        unsearched = torch.minimum(above, below).double() * _gather(rows.step_across, _gather(b.image, pending))
         d2[pending] = best
         open_ = best > unsearched * unsearched
         if not open_.any():
-            return d2
-        # Where many queries are still open, the transform may now cost less than the searches left.
+            return pending[:0]
         pending = transform_where_cheaper(b, pending[open_], d2, QUERY_COSTS_AFTER[half])
         if len(pending) == 0:
-            return d2
+            return pending
         best = d2[pending]
+    return pending
+
+
+def _search_far(b: Boundaries, rows: _LineSearch, pending: torch.Tensor, d2: torch.Tensor) -> None:
+    """Settle the queries left open by the near rows: an upper bound from real targets, then one search over
+    the lines within it, along rows or along columns, whichever has fewer lines for the query."""
+    best = d2[pending]
     searches = [rows]
     # Sorting every element by column pays off where many queries are far: those that are not settle in
     # a few bands of rows whichever way their nearest target lies.
-    far = best > (_FAR_ROWS * _gather(rows.step_across, _gather(image, pending))) ** 2
-    if int(far.sum()) * _COLUMNS_WORTH > len(image):
-        searches.append(_LineSearch.build(image, row, col, spacing, shape, transposed=True))
+    far = best > (_FAR_ROWS * _gather(rows.step_across, _gather(b.image, pending))) ** 2
+    if int(far.sum()) * _COLUMNS_WORTH > len(b.image):
+        searches.append(_LineSearch.build(b.image, b.row, b.col, b.spacing, b.shape, transposed=True))
         # The nearest target in the query's column is a real one (its row was searched).
         best = torch.minimum(best, searches[1].gap_squared(pending, _gather(searches[1].line, pending)))
     # Upper bounds from real targets: the nearest in the first and last rows (and columns) of targets.
     for search in searches:
         for edge in (_gather(search.first, pending), _gather(search.last, pending)):
             best = torch.minimum(best, search.gap_squared(pending, edge))
-    # Lines farther than sqrt(best) cannot hold a closer target: search all the others, along
-    # rows or along columns, whichever has fewer of them for the query.
+    # Lines farther than sqrt(best) cannot hold a closer target: search all the others.
     spans = []
     for search in searches:
-        line, step = _gather(search.line, pending), _gather(search.step_across, _gather(image, pending))
+        line, step = _gather(search.line, pending), _gather(search.step_across, _gather(b.image, pending))
         reach = (best.sqrt() / step).ceil().clamp_max(search.lines).to(line.dtype)
         spans.append((torch.maximum(line - reach, _gather(search.first, pending)),
                       torch.minimum(line + reach, _gather(search.last, pending))))
@@ -159,7 +177,6 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
         if len(chosen):
             best[chosen] = search.min_over_bands(pending[chosen], top[chosen], bottom[chosen], best[chosen])
     d2[pending] = best
-    return d2
 
 
 @dataclass(frozen=True)

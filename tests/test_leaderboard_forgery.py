@@ -18,9 +18,9 @@ import polars as pl
 import pytest
 from PIL import Image
 
+import medseg_eval.archives
 from medseg_eval import leaderboard
 from medseg_eval.cli import main
-from medseg_eval.leaderboard import archive
 from medseg_eval.leaderboard.bundle import table_sha256
 
 from . import leaderboard_fixtures
@@ -67,8 +67,8 @@ def _edit_table(bundle: Path, name: str, **columns) -> None:
     pl.read_parquet(path).with_columns(**columns).write_parquet(path)
 
 
-def _write_archive(bundle: Path, members: dict[str, bytes], **zip_options) -> None:
-    with zipfile.ZipFile(bundle / "predictions.zip", "w", **zip_options) as zf:
+def _write_archive(bundle: Path, members: dict[str, bytes]) -> None:
+    with zipfile.ZipFile(bundle / "predictions.zip", "w") as zf:
         for name, data in members.items():
             zf.writestr(name, data)
 
@@ -158,8 +158,26 @@ def forge_not_a_zip(bundle: Path) -> None:
     _sign(bundle)
 
 
-def forge_bzip2_members(bundle: Path) -> None:
-    _write_archive(bundle, _members(bundle), compression=zipfile.ZIP_BZIP2)
+def _patch_central_directory(bundle: Path, offset: int, value: int) -> None:
+    """Set one byte of the first central-directory entry of the archive (as another zip tool would write it)."""
+    data = bytearray((bundle / "predictions.zip").read_bytes())
+    data[data.index(b"PK\x01\x02") + offset] = value
+    (bundle / "predictions.zip").write_bytes(bytes(data))
+
+
+def forge_deflate64_member(bundle: Path) -> None:
+    _patch_central_directory(bundle, 10, 9)  # the compression method: Deflate64, which zipfile cannot read
+    _sign(bundle)
+
+
+def forge_encrypted_member(bundle: Path) -> None:
+    _patch_central_directory(bundle, 8, 0x1)  # the general-purpose flags: encrypted
+    _sign(bundle)
+
+
+def forge_a_member_that_is_no_case(bundle: Path) -> None:
+    members = _members(bundle)
+    _write_archive(bundle, {**members, "extra.png": members[min(members)]})
     _sign(bundle)
 
 
@@ -194,7 +212,9 @@ FORGERIES = {
     forge_jpeg_named_png: (leaderboard.SubmissionError, r"member '.*\.png': not PNG data"),
     forge_a_member_that_is_not_a_label_map: (leaderboard.SubmissionError, "'../../outside.txt': the archive holds"),
     forge_not_a_zip: (leaderboard.SubmissionError, "predictions.zip is not a zip archive"),
-    forge_bzip2_members: (leaderboard.SubmissionError, "compression method 12"),
+    forge_deflate64_member: (leaderboard.SubmissionError, r"member '.*\.png': compressed with deflate64"),
+    forge_encrypted_member: (leaderboard.SubmissionError, r"member '.*\.png': encrypted"),
+    forge_a_member_that_is_no_case: (leaderboard.SubmissionError, "'extra' is not a case of the split"),
     forge_settings_that_drop_missed_cases: (leaderboard.SettingsMismatchError, "scored with empty policy"),
     forge_predictions_removed: (leaderboard.IncompleteSubmissionError, "carries its predictions"),
     forge_unverified_promoted_to_verified: (leaderboard.IncompleteSubmissionError, "carries its predictions"),
@@ -226,17 +246,6 @@ def test_an_unverified_bundle_whose_values_disagree_with_its_counts_is_refused(e
 
 
 def test_an_archive_member_above_the_size_cap_is_refused_before_it_is_read(bundle, monkeypatch):
-    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 100)
-    with pytest.raises(leaderboard.SubmissionError, match=r"member '.*\.png': \d+ bytes.*below 100 bytes each"):
-        leaderboard.validate(bundle)
-
-
-def test_an_encrypted_archive_member_is_refused(bundle):
-    data = bytearray((bundle / "predictions.zip").read_bytes())
-    # Set the "encrypted" flag bit in the first central-directory entry, as an encrypting zip tool does.
-    central = data.index(b"PK\x01\x02")
-    data[central + 8] |= 0x1
-    (bundle / "predictions.zip").write_bytes(bytes(data))
-    _sign(bundle)
-    with pytest.raises(leaderboard.SubmissionError, match="encrypted"):
+    monkeypatch.setattr(medseg_eval.archives, "MAX_MEMBER_BYTES", 100)
+    with pytest.raises(leaderboard.SubmissionError, match=r"member '.*\.png': \d+ bytes uncompressed, more than the 100"):
         leaderboard.validate(bundle)

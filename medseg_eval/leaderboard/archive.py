@@ -6,26 +6,26 @@ otherwise. The archive is hashed whole (its sha256 is in ``meta.json``), so it i
 its bytes never depend on the machine that reads it. Anyone can open it with any zip tool and
 any PNG reader.
 
-Reading never extracts anything to disk and trusts nothing in the file: members must be PNG by
-their bytes (the signature, not the name), neither encrypted nor compressed by a method other than
-stored or deflate, below :data:`MAX_MEMBER_BYTES` each and :data:`MAX_TOTAL_BYTES` in all, and
-images below :data:`MAX_PIXELS`; any other member is refused, named.
+Reading never extracts anything to disk and trusts nothing in the file: members must be named
+``<case_id>.png`` for a case of the split, pass the rules and caps every reader of prediction zips
+applies (:func:`medseg_eval.archives.member_problem`: no links, no encryption, a readable method, size
+and ratio caps; :data:`medseg_eval.archives.MAX_TOTAL_BYTES` in all), be PNG by their bytes (the
+signature, not the name) and hold at most :data:`MAX_PIXELS`; any other member is refused, named.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import numpy as np
 from PIL import Image
 
+from .. import archives
 from .errors import SubmissionError
 
 ARCHIVE = "predictions.zip"
-MAX_MEMBER_BYTES = 64 * 2**20
-MAX_TOTAL_BYTES = 2 * 2**30
 MAX_PIXELS = 2**26
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -54,9 +54,10 @@ def write_archive(masks: Mapping[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def read_archive(data: bytes, *, label: str) -> dict[str, np.ndarray]:
+def read_archive(data: bytes, *, label: str, case_ids: Collection[str] | None = None) -> dict[str, np.ndarray]:
     """Label maps ``case_id -> uint8 [H, W]`` of a ``predictions.zip``; a :class:`SubmissionError` naming the
-    bundle ``label`` and the member otherwise (see the module docstring for what is refused).
+    bundle ``label`` and the member otherwise (see the module docstring for what is refused). With
+    ``case_ids``, a member of another name is refused before anything is decoded.
 
     Examples
     --------
@@ -77,6 +78,8 @@ def read_archive(data: bytes, *, label: str) -> dict[str, np.ndarray]:
             total += info.file_size
             _check_member(info, where, total)
             case_id = info.filename.removesuffix(".png")
+            if case_ids is not None and case_id not in case_ids:
+                raise SubmissionError(f"{where}: {case_id!r} is not a case of the split the board ranks.")
             if case_id in masks:
                 raise SubmissionError(f"{where}: a second label map for case {case_id}.")
             try:
@@ -90,14 +93,12 @@ def read_archive(data: bytes, *, label: str) -> dict[str, np.ndarray]:
 def _check_member(info: zipfile.ZipInfo, where: str, total: int) -> None:
     if info.is_dir() or not info.filename.endswith(".png"):
         raise SubmissionError(f"{where}: the archive holds <case_id>.png files only.")
-    if info.flag_bits & 0x1:
-        raise SubmissionError(f"{where}: encrypted; the predictions of a bundle are public.")
-    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise SubmissionError(f"{where}: compression method {info.compress_type} (stored or deflate only); "
-                              "write the archive with leaderboard.submit.")
-    if info.file_size > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
-        raise SubmissionError(f"{where}: {info.file_size} bytes, {total} so far; a bundle's label maps stay below "
-                              f"{MAX_MEMBER_BYTES} bytes each and {MAX_TOTAL_BYTES} in all.")
+    problem = archives.member_problem(info, where)
+    if problem:
+        raise SubmissionError(problem)
+    if total > archives.MAX_TOTAL_BYTES:
+        raise SubmissionError(f"{where}: the label maps hold more than {archives.MAX_TOTAL_BYTES} bytes "
+                              "uncompressed (medseg_eval.archives.MAX_TOTAL_BYTES).")
 
 
 def _decode(data: bytes, where: str) -> np.ndarray:

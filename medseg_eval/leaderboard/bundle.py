@@ -260,7 +260,7 @@ def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Sub
             + (f"; unknown {len(extra)} ({', '.join(extra[:5])})" if extra else "") + ".")
     if meta["badge"] == "unverified":
         return sub
-    per_case, counts = rescore(meta, sub.predictions, label=label)
+    per_case, counts = rescore(meta, sub.predictions, expected, label=label)
     check_matches(sub.counts, counts, table="counts", label=label)
     check_matches(sub.per_case, per_case, table="per_case", label=label)
     return replace(sub, per_case=per_case, counts=counts)

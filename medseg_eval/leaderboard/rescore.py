@@ -10,6 +10,7 @@ exactness to the references allows across versions), or the bundle is refused as
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -99,9 +100,10 @@ def check_counts(per_case: pl.DataFrame, counts: pl.DataFrame, *, label: str) ->
                 f"{derived[wrong[0]]:.6g}.")
 
 
-def rescore(meta: dict[str, Any], archive: bytes, *, label: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+def rescore(meta: dict[str, Any], archive: bytes, case_ids: Collection[str], *,
+            label: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The per-case and counts tables of the bundle's predictions, scored here against the canonical ground truth
-    of its dataset's test split with :data:`BOARD_SETTINGS`.
+    of its dataset's test split (``case_ids``) with :data:`BOARD_SETTINGS`.
 
     Raises
     ------
@@ -114,7 +116,7 @@ def rescore(meta: dict[str, Any], archive: bytes, *, label: str) -> tuple[pl.Dat
     provenance = meta.get("provenance") or {}
     metrics = provenance.get("metrics") or ["dice"]
     lesions = LesionCriteria() if any(m in LESION_METRICS for m in metrics) else None
-    masks = read_archive(archive, label=label)
+    masks = read_archive(archive, label=label, case_ids=case_ids)
     try:
         again = evaluate(masks, meta["dataset"], split=get_spec(meta["dataset"]).test_split, metrics=metrics,
                          convention=BOARD_SETTINGS["convention"], empty=EmptyPolicy(),

@@ -28,13 +28,18 @@ def _conventions(_: argparse.Namespace) -> int:
 
 def _datasets_list(_: argparse.Namespace) -> int:
     from .datasets import canonical_dir, get_spec, list_datasets, shipped_manifest
+    from .datasets.build import built_splits
 
     rows = [("name", "fg-classes", "splits", "manifest", "local copy")]
     for name in list_datasets():
         spec = get_spec(name)
         splits = " ".join(f"{s}={n}" for s, n in spec.splits.items())
         pinned = "pinned" if shipped_manifest(name) is not None else "unpinned"
-        built = "built" if (canonical_dir(name) / "data").is_dir() else "-"
+        held = built_splits(canonical_dir(name))
+        masks_only = [s for s, images in held.items() if not images]
+        built = ("built" + (f" (masks only: {', '.join(masks_only)})" if masks_only else "")
+                 + (f" ({', '.join(held)} of {len(spec.splits)} splits)" if 0 < len(held) < len(spec.splits) else "")
+                 if held else "-")
         rows.append((name, str(spec.num_classes - 1), splits, pinned, built))
     _print_table(rows)
     return 0

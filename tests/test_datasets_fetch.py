@@ -232,6 +232,9 @@ def test_cli_builds_one_split_masks_only_then_evaluate_fetches_nothing(tmp_path,
         assert main(["datasets", "build", "isic2018", "--split", "test", "--masks-only", "--quiet"]) == 0
         assert [path for path, _ in server.requests] == ["ISIC2018_Task1_Test_GroundTruth.zip"]
         assert "masks only (no images) for test" in capsys.readouterr().out
+        assert main(["datasets", "list"]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("isic2018"))
+        assert row.endswith("built (masks only: test) (test of 3 splits)")
         preds = tmp_path / "preds"
         preds.mkdir()
         for case_id, mask in mirror.perfect().items():

@@ -162,37 +162,14 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     kind = config.loss or ("bce" if num_classes == 2 else "ce")
     rank, world = distributed()
-    if config.batch_size % world:
-        raise ValueError(f"batch size {config.batch_size} does not split over {world} processes.")
-    if world > 1 and device.type == "cuda":
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
-    net = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    model, net = _for_processes(model, device, world, config.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     amp_used = bool(amp and device.type == "cuda")
     scaler = torch.amp.GradScaler(device.type, enabled=amp_used)
-    n = train.images.shape[0]
-    # Incomplete last batches are dropped: a batch of one breaks batch norm on 1x1 pooled maps (UPerHead, VWFormer).
-    steps_per_epoch = max(1, n // config.batch_size)
-    if config.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, config.max_steps_per_epoch)
+    steps_per_epoch = _steps_per_epoch(config, train.images.shape[0])
     total_steps = config.max_epochs * steps_per_epoch
-    state = {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}
-    resumed = None
     last = out_dir / "last.pt"
-    if last.is_file():
-        # On the CPU: RNG states must stay CPU byte tensors; the optimizer moves its state to the parameters.
-        checkpoint = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        state = checkpoint["state"]
-        torch.set_rng_state(checkpoint["rng"]["torch"])
-        if device.type == "cuda" and checkpoint["rng"].get("cuda") is not None:
-            torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
-        resumed = state["epoch"]
+    state, resumed = _resume(last, model, optimizer, scaler, device)
     start = time.perf_counter()
     stopped = out_of_time = False
     epochs = range(state["epoch"] + 1, config.max_epochs + 1)
@@ -200,32 +177,8 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
         if state["bad_epochs"] >= config.patience:
             stopped = True
             break
-        model.train()
-        # Per-epoch generators: a resumed run draws the same order and augmentations as an uninterrupted one.
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
-        draws = torch.Generator().manual_seed(config.seed * 100_019 + epoch)
-        losses = []
-        for i in range(steps_per_epoch):
-            index = order[i * config.batch_size:(i + 1) * config.batch_size]
-            images, masks = train.images[index], train.masks[index]
-            if config.augmentation == "standard":
-                images, masks = augment(images, masks, draws)
-            images, masks = images[rank::world], masks[rank::world]
-            images = (images - config.normalization[0]) / config.normalization[1]
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr * rex_factor(state["step"], total_steps)
-            with _autocast(device, amp_used):
-                logits = _forward(net, images, masks, device)
-            loss = loss_fn(logits, masks.to(device), kind)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{config.model}: the loss is {loss.item()} at epoch {epoch}, step {i}; "
-                                         "try a smaller learning rate (the study's grid: 1e-4, 5e-5, 1e-5).")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            state["step"] += 1
-            losses.append(loss.item())
+        losses = _train_epoch(config, net, model, optimizer, scaler, train, epoch, steps_per_epoch, total_steps, state,
+                              device, kind, amp_used, rank, world)
         val_logits = predict_logits(model, (val.images - config.normalization[0]) / config.normalization[1], device,
                                     config.batch_size, amp_used, val.masks)
         iou = pooled_iou(to_labels(val_logits, kind), val.masks, num_classes)
@@ -248,6 +201,79 @@ def fit(config: TrainConfig, model: nn.Module, train: Cases, val: Cases, out_dir
             break
     return TrainReport(state["epoch"], state["best_epoch"], state["best_iou"], stopped, amp_used, str(device),
                        time.perf_counter() - start, resumed, out_of_time, state["history"])
+
+
+def _for_processes(model: nn.Module, device: torch.device, world: int,
+                   batch_size: int) -> tuple[nn.Module, nn.Module]:
+    """``model`` on ``device`` (with synchronised batch norm on CUDA under several processes, a new module),
+    and the module to run forward: the model itself, or its DDP wrapper under several processes."""
+    if batch_size % world:
+        raise ValueError(f"batch size {batch_size} does not split over {world} processes.")
+    if world > 1 and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+    if world > 1:
+        return model, nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                          else None)
+    return model, model
+
+
+def _steps_per_epoch(config: TrainConfig, n: int) -> int:
+    """Whole batches per epoch, capped by ``max_steps_per_epoch``: an incomplete last batch is dropped, since
+    a batch of one breaks batch norm on 1x1 pooled maps (UPerHead, VWFormer)."""
+    steps = max(1, n // config.batch_size)
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+
+
+def _resume(last: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+            device: torch.device) -> tuple[dict[str, Any], int | None]:
+    """The training state, restored from ``last`` (model, optimizer, scaler, counters, RNG) where it exists,
+    and the epoch resumed after (``None`` for a fresh run)."""
+    if not last.is_file():
+        return {"epoch": 0, "step": 0, "best_iou": -1.0, "best_epoch": 0, "bad_epochs": 0, "history": []}, None
+    # On the CPU: RNG states must stay CPU byte tensors; the optimizer moves its state to the parameters.
+    checkpoint = torch.load(last, map_location="cpu", weights_only=False)
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    torch.set_rng_state(checkpoint["rng"]["torch"])
+    if device.type == "cuda" and checkpoint["rng"].get("cuda") is not None:
+        torch.cuda.set_rng_state(checkpoint["rng"]["cuda"], device)
+    return checkpoint["state"], checkpoint["state"]["epoch"]
+
+
+def _train_epoch(config: TrainConfig, net: nn.Module, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, train: Cases, epoch: int, steps_per_epoch: int, total_steps: int,
+                 state: dict[str, Any], device: torch.device, kind: str, amp_used: bool, rank: int,
+                 world: int) -> list[float]:
+    """One epoch of steps (this process's share of each global batch); the losses, one per step."""
+    model.train()
+    # Per-epoch generators: a resumed run draws the same order and augmentations as an uninterrupted one.
+    order = torch.randperm(train.images.shape[0], generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+    draws = torch.Generator().manual_seed(config.seed * 100_019 + epoch)
+    losses = []
+    for i in range(steps_per_epoch):
+        index = order[i * config.batch_size:(i + 1) * config.batch_size]
+        images, masks = train.images[index], train.masks[index]
+        if config.augmentation == "standard":
+            images, masks = augment(images, masks, draws)
+        images, masks = images[rank::world], masks[rank::world]
+        images = (images - config.normalization[0]) / config.normalization[1]
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * rex_factor(state["step"], total_steps)
+        with _autocast(device, amp_used):
+            logits = _forward(net, images, masks, device)
+        loss = loss_fn(logits, masks.to(device), kind)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{config.model}: the loss is {loss.item()} at epoch {epoch}, step {i}; "
+                                     "try a smaller learning rate (the study's grid: 1e-4, 5e-5, 1e-5).")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        state["step"] += 1
+        losses.append(loss.item())
+    return losses
 
 
 def _save(path: Path, obj: dict[str, Any]) -> None:

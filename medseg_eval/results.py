@@ -128,8 +128,8 @@ class Results:
                     tp, fp, fn = (np.zeros(len(case_ids)) for _ in range(3))
                     for array, column in ((tp, "tp"), (fp, "fp"), (fn, "fn")):
                         array[[index[c] for c in counts["case_id"]]] = counts[column].to_numpy()
-                    pooled = _pooled(metric, tp.sum(), fp.sum(), fn.sum())
-                    boot = np.array([_pooled(metric, tp[r].sum(), fp[r].sum(), fn[r].sum()) for r in resamples])
+                    pooled = pooled_value(metric, tp.sum(), fp.sum(), fn.sum())
+                    boot = np.array([pooled_value(metric, tp[r].sum(), fp[r].sum(), fn[r].sum()) for r in resamples])
                     rows.append({
                         "metric": metric, "class": name, "class_id": class_id, "aggregate": "pooled",
                         "n": len(case_ids), "n_nan": 0, "mean": _f(pooled), "sd": None, "median": None, "q1": None,
@@ -191,8 +191,18 @@ class Results:
                    json.loads((path / "provenance.json").read_text()), lesions)
 
 
-def _pooled(metric: str, tp: float, fp: float, fn: float) -> float:
-    return POOLED[metric](tp, fp, fn) if tp + fp + fn > 0 else 1.0  # nothing anywhere: perfect, as per case
+def pooled_value(metric: str, tp: float, fp: float, fn: float) -> float:
+    """Pooled Dice or IoU (:data:`POOLED`) of pixel counts summed over cases; 1.0 where nothing is anywhere.
+
+    Nothing predicted and nothing to find, in any case, is perfect, as it is per case. Results'
+    summaries and the leaderboards' pooled mDice both come from here.
+
+    Examples
+    --------
+    >>> pooled_value("dice", 2, 1, 0), pooled_value("iou", 2, 1, 1), pooled_value("dice", 0, 0, 0)
+    (0.8, 0.5, 1.0)
+    """
+    return POOLED[metric](tp, fp, fn) if tp + fp + fn > 0 else 1.0
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

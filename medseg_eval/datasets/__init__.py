@@ -22,6 +22,7 @@ from .errors import (
     UnknownDatasetError,
     UnknownSplitError,
 )
+from .expected import expected_manifest
 from .fetch import ensure
 from .hub import load_dataset, push
 from .registry import DatasetSpec, Selection, SourceFile, get_spec, list_datasets
@@ -31,7 +32,8 @@ __all__ = [
     "BuildReport", "CaseRecord", "CaseSource", "ChecksumError", "DatasetError", "DatasetNotBuiltError",
     "DatasetSpec", "DownloadError", "ManifestMismatchError", "ManualDownloadRequired", "Selection", "SourceFile",
     "SourceFileMissingError", "SourceFormatError", "UnknownDatasetError", "UnknownSplitError",
-    "UnpinnedManifestWarning", "VerifyReport", "assign_splits", "build", "canonical_dir", "download", "ensure", "get_spec",
+    "UnpinnedManifestWarning", "VerifyReport", "assign_splits", "build", "canonical_dir", "download", "ensure",
+    "expected_manifest", "get_spec",
     "home", "list_datasets", "load_dataset", "manifest_sha256", "mask_sha256", "offline", "push", "render_card",
     "shipped_manifest", "verify",
 ]

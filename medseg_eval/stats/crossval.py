@@ -329,15 +329,14 @@ def _split(runs: list[dict[str, Any]], dataset: str | None) -> str | None:
 
 
 def _fold_manifest(dataset: str) -> pl.DataFrame | None:
-    """The manifest whose ``fold`` column the folds claim: the shipped one, else the local build's."""
-    from ..datasets import canonical_dir, shipped_manifest
-    from ..datasets.canonical import read_manifest
+    """The manifest whose ``fold`` column the folds claim (:func:`~medseg_eval.datasets.expected_manifest`), or
+    ``None`` where there is none here to check against."""
+    from ..datasets import DatasetNotBuiltError, expected_manifest
 
-    shipped = shipped_manifest(dataset)
-    if shipped is not None:
-        return shipped
-    local = canonical_dir(dataset) / "manifest.csv"
-    return read_manifest(local) if local.is_file() else None
+    try:
+        return expected_manifest(dataset)
+    except DatasetNotBuiltError:
+        return None
 
 
 def _check_coverage(runs: list[dict[str, Any]], manifest: pl.DataFrame, dataset: str) -> None:

@@ -29,12 +29,10 @@ def fold_ids(dataset: str, fold: int) -> tuple[list[str], list[str]]:
     """(training ids, held-out ids) of the shipped 5-fold split of ``dataset``'s training cases."""
     import polars as pl
 
-    from ..datasets import get_spec, shipped_manifest
-    from ..leaderboard.bundle import expected_manifest
+    from ..datasets import expected_manifest, get_spec
 
     spec = get_spec(dataset)
-    manifest = shipped_manifest(spec.name)
-    manifest = manifest if manifest is not None else expected_manifest(spec.name)
+    manifest = expected_manifest(spec.name)
     train = manifest.filter(pl.col("split") == "train")
     held = sorted(train.filter(pl.col("fold") == fold)["case_id"].to_list())
     rest = sorted(train.filter(pl.col("fold") != fold)["case_id"].to_list())

@@ -51,7 +51,7 @@ CONVENTIONS: tuple[str, ...] = get_args(Convention)
 DEFAULT_CONVENTION: Convention = "surface-distance"
 
 #: Metric names understood by :func:`medseg_eval.metrics.compute`.
-OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity")
+OVERLAP_METRICS: tuple[str, ...] = ("dice", "iou", "precision", "recall", "specificity", "accuracy")
 DISTANCE_METRICS: tuple[str, ...] = ("hausdorff", "hd95", "assd", "masd", "nsd")
 METRICS: tuple[str, ...] = OVERLAP_METRICS + DISTANCE_METRICS
 #: Agreement metrics from the same confusion counts (:mod:`.overlap`); MCC and kappa lie in [-1, 1].

@@ -69,7 +69,7 @@ def compute(
         Integer label maps ``[B, H, W]`` (or one ``[H, W]``): torch tensors on any device or NumPy
         arrays; bool, any integer dtype, or floats holding whole numbers. 0 is background.
     metrics
-        Names from ``dice, iou, precision, recall, specificity, hausdorff`` (or ``hd``), ``hd95,
+        Names from ``dice, iou, precision, recall, specificity, accuracy, hausdorff`` (or ``hd``), ``hd95,
         assd, masd, nsd``, the agreement metrics ``mcc, kappa, balanced_accuracy,
         volume_similarity`` (:func:`~medseg_eval.metrics.overlap.agreement_metric`), the topology and
         boundary metrics ``cldice, betti0_error, betti1_error, boundary_iou`` (:mod:`.topology`) and

@@ -116,11 +116,14 @@ def overlap_metric(name: str, counts: ConfusionCounts, empty: EmptyPolicy) -> to
     """One overlap or agreement metric ``[B, K]`` from confusion counts, with the empty-mask policy applied.
 
     Definitions: Dice ``2tp / (2tp + fp + fn)``, IoU ``tp / (tp + fp + fn)``, precision
-    ``tp / (tp + fp)``, recall ``tp / (tp + fn)``, specificity ``tn / (tn + fp)``, and the agreement
-    metrics of :func:`agreement_metric`.
+    ``tp / (tp + fp)``, recall (sensitivity) ``tp / (tp + fn)``, specificity ``tn / (tn + fp)``,
+    accuracy ``(tp + tn) / (tp + fp + fn + tn)`` (the pixels of the region of interest classified
+    right, as DRIVE's papers report it inside the field of view), and the agreement metrics of
+    :func:`agreement_metric`.
     Dice, IoU, precision, recall and the agreement metrics look at the foreground: empty means no
     foreground pixel of the class. Specificity looks at the background, so "empty" there means the
-    class covers the whole region of interest.
+    class covers the whole region of interest. Accuracy is defined whenever a pixel is counted; it
+    is "empty" (both masks) only where the region of interest is.
 
     Examples
     --------
@@ -132,6 +135,10 @@ def overlap_metric(name: str, counts: ConfusionCounts, empty: EmptyPolicy) -> to
     if name == "specificity":
         values = _ratio(tn, tn + fp)
         pred_empty, target_empty = (tn + fn) == 0, (tn + fp) == 0
+    elif name == "accuracy":
+        counted = tp + fp + fn + tn
+        values = _ratio(tp + tn, counted)
+        pred_empty = target_empty = counted == 0
     else:
         formulas = {
             "dice": lambda: _ratio(2 * tp, 2 * tp + fp + fn),

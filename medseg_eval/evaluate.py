@@ -17,7 +17,9 @@ from . import metrics as engine
 from .batching import plan, stack, windows
 from .datasets import get_spec, manifest_sha256
 from .datasets.errors import ManifestMismatchError
+from .datasets.registry import STANDARD_METRICS
 from .datasets.truth import split_truth
+from .instance_scoring import INSTANCE_ID_LIMIT, InstanceScoring, split_metrics
 from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
     CaseReader,
@@ -30,8 +32,9 @@ from .predictions import (
 )
 from .results import Results
 
-#: Scored when ``metrics`` is not given.
-DEFAULT_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd", "lesion_recall")
+#: Scored on the caller's own targets when ``metrics`` is not given; on a dataset the default is the set
+#: its literature reports (:attr:`~medseg_eval.datasets.DatasetSpec.literature_metrics`).
+DEFAULT_METRICS: tuple[str, ...] = STANDARD_METRICS
 
 
 class GroundTruthMismatchError(ManifestMismatchError):
@@ -46,7 +49,8 @@ def evaluate(
     targets: Any = None,
     spacing: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
     num_classes: int | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
+    instances: bool = False,
     convention: engine.Convention = engine.DEFAULT_CONVENTION,
     empty: engine.EmptyPolicy | None = None,
     percentile: float = 95.0,
@@ -77,9 +81,22 @@ def evaluate(
         Instead of ``dataset``: the ground truth in any form ``preds`` accepts, the pixel size
         ``(sy, sx)`` (also as ``[1, 2]``; or a dict case id -> ``(sy, sx)`` with exactly the targets' case
         ids), and the number of classes with background (default: the largest label found + 1).
-    metrics, convention, empty, percentile, tolerance, lesions
-        As in :func:`medseg_eval.metrics.compute`. With a lesion metric among ``metrics`` the
-        results also hold one row per ground-truth lesion (:attr:`Results.lesions`).
+    metrics
+        Names as :func:`medseg_eval.metrics.compute` takes them, and on a dataset that keeps instance
+        ids (GlaS, MoNuSeg) the instance metrics of :func:`medseg_eval.metrics.instance_metrics`
+        (``object_f1, object_dice, object_hausdorff, aji, pq, sq, rq``: one row per case, class 1).
+        Default: the dataset's literature set (``get_spec(name).literature_metrics``; e.g. DRIVE's
+        accuracy, recall, specificity, Dice, clDice and Betti errors inside the field of view), or
+        :data:`DEFAULT_METRICS` with ``targets``. With a lesion metric the results also hold one row
+        per ground-truth lesion (:attr:`Results.lesions`).
+    instances
+        ``True``: the predictions are instance label maps (0 = background, each object its own id;
+        16-bit PNG, NPY, ... for ids above 255), scored against the dataset's instances, their
+        foreground scored as class 1 by the other metrics. Default: semantic label maps, whose
+        objects are the 8-connected components of class 1 (recorded in ``provenance["instances"]``).
+    convention, empty, percentile, tolerance, lesions
+        As in :func:`medseg_eval.metrics.compute`. Topology metrics use the default
+        :class:`~medseg_eval.metrics.TopologyOptions`, recorded as ``provenance["topology_options"]``.
     device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ...
     batch_size
@@ -132,8 +149,12 @@ def evaluate(
     if (dataset is None) == (targets is None):
         raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
     # Options are checked before any file is read.
-    percentile, tolerance = check_options(metrics, convention, percentile, tolerance)
-    engine_metrics = [str(m) for m in metrics]  # plain names for the provenance record
+    spec = None if dataset is None else get_spec(dataset)
+    if metrics is None:
+        metrics = DEFAULT_METRICS if spec is None else spec.literature_metrics
+    pixel_metrics, scoring = split_metrics(metrics, spec, instances)
+    percentile, tolerance = check_options(pixel_metrics, convention, percentile, tolerance)
+    engine_metrics = [str(m) for m in pixel_metrics]  # plain names for the provenance record
     empty = as_policy(empty, engine.EmptyPolicy, "empty")
     lesions = as_policy(lesions, engine.LesionCriteria, "lesions")
     if resize not in (None, "nearest"):
@@ -150,8 +171,8 @@ def evaluate(
                                  "manifest; drop them, or score your own ground truth with `targets=`.")
             truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, download, progress)
             ids = sorted(truth.shapes)
-            predictions = stack.enter_context(open_predictions(preds, ids, num_classes=len(class_names),
-                                                               match=get_spec(dataset).match_file(ids)))
+            predictions = stack.enter_context(open_predictions(
+                preds, ids, num_classes=INSTANCE_ID_LIMIT if instances else len(class_names), match=spec.match_file(ids)))
         else:
             truth, class_names, provenance, targets_read = _own_truth(targets, spacing, num_classes, stack)
             predictions = stack.enter_context(open_predictions(preds, sorted(truth.shapes),
@@ -163,7 +184,7 @@ def evaluate(
         per_case, counts, lesion_rows = _score(
             predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,
             {"convention": convention, "percentile": percentile, "tolerance": tolerance, "empty": empty,
-             "lesions": lesions})
+             "lesions": lesions}, scoring)
     if targets_read is not None:
         provenance["targets_sha256"] = targets_read.sha256
     from . import __version__
@@ -172,9 +193,13 @@ def evaluate(
         "package": "medseg_eval", "package_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "device": str(dev),
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "metrics": engine_metrics, "convention": convention,
+        "metrics": [str(m) for m in metrics], "convention": convention,
         "convention_reproduces": engine.CONVENTION_SPECS[convention].reference,
-        "empty_policy": empty.as_dict(), "percentile": percentile, "tolerance": tolerance,
+        "empty_policy": empty.as_dict(),
+        "topology_options": (engine.TopologyOptions().as_dict()
+                             if set(engine_metrics) & set(engine.TOPOLOGY_METRICS) - {"boundary_f1"} else None),
+        "instances": None if scoring is None else scoring.provenance(),
+        "percentile": percentile, "tolerance": tolerance,
         "lesion_criteria": lesions.as_dict() if with_lesions else None, "resize": resize,
         "prediction_rules": {**predictions.rules, **resized},
         "predictions_source": predictions.source, "predictions_sha256": predictions.sha256,
@@ -191,6 +216,7 @@ class _GroundTruth:
     spacing: dict[str, tuple[float, float]]
     has_roi: bool
     read: Callable[[list[str]], list[tuple[np.ndarray, np.ndarray | None]]]
+    read_instances: Callable[[list[str]], list[np.ndarray]] | None = None
 
 
 def _dataset_truth(name: str, split: str | None, verify: bool, download: bool,
@@ -199,14 +225,17 @@ def _dataset_truth(name: str, split: str | None, verify: bool, download: bool,
     split = spec.check_split(split or spec.test_split)
     stored = split_truth(spec.name, split, download=download, progress=progress)
 
-    def read(ids: list[str]) -> list[tuple[np.ndarray, np.ndarray | None]]:
-        cases, wrong = stored.read(ids, verify=verify)  # each mask checked as it is decoded
-        if wrong:
-            raise GroundTruthMismatchError(
-                spec.name, mismatched=wrong,
-                hint=f"The ground truth in use is not the canonical one; rebuild it (medseg-eval datasets build "
-                     f"{spec.name} ...) or pass verify_ground_truth=False to score it anyway (recorded).")
-        return cases
+    def checked(read: Callable, kind: str) -> Callable[[list[str]], list]:
+        def read_checked(ids: list[str]) -> list:
+            cases, wrong = read(ids, verify=verify)  # each map checked against the manifest as it is decoded
+            if wrong:
+                raise GroundTruthMismatchError(
+                    spec.name, **{kind: wrong},
+                    hint=f"The ground truth in use is not the canonical one; rebuild it (medseg-eval datasets build "
+                         f"{spec.name} ...) or pass verify_ground_truth=False to score it anyway (recorded).")
+            return cases
+
+        return read_checked
 
     provenance = {
         "dataset": spec.name, "split": split, "dataset_builder_version": spec.builder_version,
@@ -215,7 +244,9 @@ def _dataset_truth(name: str, split: str | None, verify: bool, download: bool,
         "ground_truth_verified": verify, "spacing_unit": spec.spacing_unit,
         "roi": spec.roi,
     }
-    return _GroundTruth(stored.shapes, stored.spacing, stored.has_roi, read), list(spec.classes), provenance
+    truth = _GroundTruth(stored.shapes, stored.spacing, stored.has_roi, checked(stored.read, "mismatched"),
+                         checked(stored.read_instances, "mismatched_instances"))
+    return truth, list(spec.classes), provenance
 
 
 def _spacing_pair(value: Any, what: str, alternative: str = "") -> tuple[float, float]:
@@ -283,6 +314,15 @@ def _infer_classes(found: CaseReader) -> int:
     return 2 if top in (0, 255) else top + 1
 
 
+def _resized(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``mask`` resized to ``shape`` by nearest neighbour (``resize="nearest"``, checked before scoring); instance
+    ids (int64 below :data:`~medseg_eval.instance_scoring.INSTANCE_ID_LIMIT`) go through PIL's 32-bit mode."""
+    from PIL import Image
+
+    image = Image.fromarray(mask if mask.dtype == np.uint8 else mask.astype(np.int32))
+    return np.asarray(image.resize(shape[::-1], Image.NEAREST)).astype(mask.dtype)
+
+
 def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[str, tuple[int, int]],
                   resize: str | None, hint: Callable[[str, tuple[int, int]], str]) -> dict[str, str]:
     """The rule recorded for ``resize`` (none when every size matches), or the error naming the cases
@@ -302,23 +342,27 @@ def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[st
 
 
 def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str], metrics: list[str],
-           device: torch.device, batch_size: int, progress: bool, with_lesions: bool, options: dict):
+           device: torch.device, batch_size: int, progress: bool, with_lesions: bool, options: dict,
+           scoring: InstanceScoring | None):
     from tqdm.auto import tqdm
 
     num_classes = len(class_names)
     names = metrics + list(engine.COUNTS)
     values: dict[str, dict[str, np.ndarray]] = {}
+    objects: dict[str, dict[str, float]] = {}  # instance metrics, case id -> metric -> value
     lesion_parts = []
     held: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]] = {}  # decoded, waiting for their batch
     with tqdm(total=len(truth.shapes), desc="scoring", unit="case", disable=not progress) as bar:
         for window, batches in plan(truth.shapes, num_classes, batch_size):
             masks, targets = predictions.read(window), truth.read(window)
+            masks = [m if m.shape == t.shape else _resized(m, t.shape) for m, (t, _) in zip(masks, targets)]
+            if scoring is not None:
+                if scoring.metrics:
+                    objects.update(scoring.score(window, masks, truth.read_instances(window), truth.spacing,
+                                                 options["empty"], device))
+                masks = [scoring.semantic(m) for m in masks]
             predictions.check_orientation(window, masks, [t for t, _ in targets])
             for case_id, mask, (target, roi) in zip(window, masks, targets):
-                if mask.shape != target.shape:  # resize="nearest", checked before scoring
-                    from PIL import Image
-
-                    mask = np.asarray(Image.fromarray(mask).resize(target.shape[::-1], Image.NEAREST))
                 held[case_id] = (mask, target, roi)
             del masks, targets
             for ids in batches:
@@ -351,6 +395,9 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
             for m in metrics:
                 rows.append({"case_id": case_id, "class": class_names[k + 1], "metric": m, "value": float(v[m][k]),
                              "class_id": k + 1, **flags})
+            for m, value in objects.get(case_id, {}).items() if k == 0 else ():
+                rows.append({"case_id": case_id, "class": class_names[1], "metric": m, "value": value, "class_id": 1,
+                             **flags})
             count_rows.append({"case_id": case_id, "class": class_names[k + 1], "class_id": k + 1,
                                "tp": tp, "fp": fp, "fn": fn, "tn": tn})
     schema = {"case_id": pl.String, "class": pl.String, "metric": pl.String, "value": pl.Float64, "class_id": pl.Int64,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from urllib.parse import quote
@@ -69,9 +70,8 @@ def test_builder_reads_the_official_layout_into_label_maps(built):
 def test_groups_never_straddle_splits_or_folds(built):
     name, layout, report = built
     manifest = {}
-    for row in (report.folder / "manifest.csv").read_text().splitlines()[1:]:
-        case_id, split, fold, _ = row.rsplit(",", 3)
-        manifest[case_id] = (split, fold)
+    for row in csv.DictReader((report.folder / "manifest.csv").read_text().splitlines()):
+        manifest[row["case_id"]] = (row["split"], row["fold"])
     by_group = {}
     for case, group in layout.groups.items():
         by_group.setdefault(group, set()).add(manifest[case] if manifest[case][0] == "train" else manifest[case][0])

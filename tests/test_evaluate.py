@@ -16,7 +16,7 @@ import medseg_eval
 from medseg_eval import Results, evaluate
 from medseg_eval.cli import main
 from medseg_eval.datasets import canonical_dir
-from medseg_eval.evaluate import GroundTruthMismatchError
+from medseg_eval.evaluate import DEFAULT_METRICS, GroundTruthMismatchError
 from medseg_eval.metrics import SpacingError
 from medseg_eval.predictions import (
     MissingCasesError,
@@ -51,7 +51,8 @@ def observer():
 def baseline(real_home, observer):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDSEG_EVAL_HOME", str(real_home))
-        return evaluate(str(SECOND), "drive", split="test", progress=False)
+        # The standard set, not DRIVE's literature set (tests/test_evaluate_literature_metrics.py has that).
+        return evaluate(str(SECOND), "drive", split="test", metrics=DEFAULT_METRICS, progress=False)
 
 
 def test_second_observer_matches_an_independent_computation(baseline, observer):
@@ -129,7 +130,7 @@ def _zip(folder, target):
 
 @pytest.mark.parametrize("form", list(FORMS))
 def test_every_input_form_gives_identical_results(form, drive_home, observer, baseline, tmp_path):
-    res = evaluate(FORMS[form](observer, tmp_path), "drive", split="test", progress=False)
+    res = evaluate(FORMS[form](observer, tmp_path), "drive", split="test", metrics=DEFAULT_METRICS, progress=False)
     assert res.per_case.equals(baseline.per_case)
     rules = res.provenance["prediction_rules"]
     assert ("argmax" in rules) == (form == "probabilities_two_channels")
@@ -141,7 +142,7 @@ def test_a_default_device_set_by_the_caller_changes_nothing(baseline, drive_home
     """Training scripts often call ``torch.set_default_device``; scoring must not follow it. Under
     "meta" (tensors without data) any tensor made without naming its device fails the run."""
     with torch.device("meta"):
-        again = evaluate(str(SECOND), "drive", split="test", progress=False)
+        again = evaluate(str(SECOND), "drive", split="test", metrics=DEFAULT_METRICS, progress=False)
     assert again.per_case.equals(baseline.per_case) and again.provenance["device"] == "cpu"
 
 
@@ -383,7 +384,7 @@ def test_a_bad_spacing_is_refused_naming_its_case():
 
 
 
-@pytest.mark.parametrize(("option", "message"), [({"metrics": None}, "list of names"),
+@pytest.mark.parametrize(("option", "message"), [({"metrics": "dice"}, "list of names"),
                                                  ({"empty": "best"}, "EmptyPolicy"),
                                                  ({"lesions": "any"}, "LesionCriteria")])
 def test_bad_options_are_refused_before_reading_predictions(tmp_path, option, message):

@@ -24,9 +24,11 @@ import polars as pl
 
 from .._atomic import atomic_directory
 from .canonical import (
+    INSTANCES_COLUMN,
     CaseSource,
     ShardWriter,
     check_record,
+    instances_sha256,
     manifest_csv,
     manifest_frame,
     manifest_sha256,
@@ -186,7 +188,7 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
     if not cases:
         raise SourceFileMissingError(f"{spec.name}: no cases found under {', '.join(map(str, roots))}.")
     shipped = shipped_manifest(spec.name)
-    assignment, expected = _assignment(spec, cases, shipped, want.splits)
+    assignment, expected, expected_instances = _assignment(spec, cases, shipped, want.splits)
     cases = [c for c in cases if assignment[c.case_id][0] in want.splits]
     empty = [s for s in wanted if splits is not None and not any(assignment[c.case_id][0] == s for c in cases)]
     if empty:
@@ -196,9 +198,10 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
     folder = canonical_dir(spec.name)
     kept = _kept_splits(spec, folder, want.splits, pinned=shipped is not None)
     with atomic_directory(folder) as staging:
-        writers = {split: ShardWriter(staging, split, spec.roi is not None) for split in wanted}
+        writers = {split: ShardWriter(staging, split, spec.roi is not None, spec.instances is not None)
+                   for split in wanted}
         group_of = {c.case_id: c.group or c.case_id for c in cases}
-        rows, mismatched = [], []
+        rows, mismatched, mismatched_instances = [], [], []
         for case in tqdm(cases, desc=f"building {spec.name}", unit="case", disable=not progress):
             record = case.load()
             check_record(record, spec.num_classes, source=f"case {case.case_id}")
@@ -208,8 +211,12 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
             split, fold = assignment[case.case_id]
             writers[split].add(record, group_of[case.case_id])
             rows.append({"case_id": case.case_id, "split": split, "fold": fold, "mask_sha256": digest})
-        if mismatched:
-            raise ManifestMismatchError(spec.name, mismatched=mismatched,
+            if spec.instances is not None:
+                rows[-1][INSTANCES_COLUMN] = instances_sha256(record.instances)
+                if expected_instances and expected_instances[case.case_id] != rows[-1][INSTANCES_COLUMN]:
+                    mismatched_instances.append(case.case_id)
+        if mismatched or mismatched_instances:
+            raise ManifestMismatchError(spec.name, mismatched=mismatched, mismatched_instances=mismatched_instances,
                                         hint="These masks differ from the canonical ones: is --source the unmodified official release?")
         for writer in writers.values():
             writer.close()
@@ -238,13 +245,14 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
                        wanted, images, masks_only)
 
 
-def _assignment(spec: DatasetSpec, cases: Sequence[CaseSource], shipped: pl.DataFrame | None,
-                wanted: frozenset[str]) -> tuple[dict[str, tuple[str, int | None]], dict[str, str]]:
-    """Split and fold of every case, and the manifest's mask hash of each (none when no manifest ships)."""
+def _assignment(spec: DatasetSpec, cases: Sequence[CaseSource], shipped: pl.DataFrame | None, wanted: frozenset[str]
+                ) -> tuple[dict[str, tuple[str, int | None]], dict[str, str], dict[str, str]]:
+    """Split and fold of every case, and the manifest's mask hash and instance-map hash of each (none when no
+    manifest ships; no instance hashes when the manifest has no such column)."""
     if shipped is None:
         warnings.warn(f"{spec.name}: no manifest ships for this dataset yet; splits and mask hashes are "
                       "computed from this copy and not checked against a pinned reference.", UnpinnedManifestWarning, stacklevel=3)
-        return assign_splits(spec, cases), {}
+        return assign_splits(spec, cases), {}, {}
     ids = {c.case_id for c in cases}
     missing = sorted(set(shipped.filter(pl.col("split").is_in(list(wanted)))["case_id"]) - ids)
     extra = sorted(ids - set(shipped["case_id"]))
@@ -252,7 +260,8 @@ def _assignment(spec: DatasetSpec, cases: Sequence[CaseSource], shipped: pl.Data
         raise ManifestMismatchError(spec.name, missing=missing, extra=extra,
                                     hint="The release in --source is incomplete or not the official one.")
     assignment = {r["case_id"]: (r["split"], r["fold"]) for r in shipped.iter_rows(named=True) if r["case_id"] in ids}
-    return assignment, dict(zip(shipped["case_id"], shipped["mask_sha256"]))
+    instances = dict(zip(shipped["case_id"], shipped[INSTANCES_COLUMN])) if INSTANCES_COLUMN in shipped.columns else {}
+    return assignment, dict(zip(shipped["case_id"], shipped["mask_sha256"])), instances
 
 
 def _kept_splits(spec: DatasetSpec, folder: Path, rebuilt: frozenset[str], *, pinned: bool) -> list[str]:

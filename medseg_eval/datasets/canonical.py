@@ -4,12 +4,13 @@ On disk a canonical dataset is a folder in Hugging Face layout, loadable by
 ``datasets.load_dataset(<folder>)`` as well as by :func:`medseg_eval.load_dataset`::
 
     README.md                               dataset card; YAML ``configs`` name the shards per split
-    data/<split>-00000-of-00001.parquet     columns case_id, image, mask, [roi], spacing, group
-    manifest.csv                            case_id, split, fold, mask_sha256 (what this copy holds)
+    data/<split>-00000-of-00001.parquet     columns case_id, image, mask, [instances], [roi], spacing, group
+    manifest.csv                            case_id, split, fold, mask_sha256, [instances_sha256]
     build_info.json                         package and builder version, source archives, manifest hash
 
 Images keep their release encoding when it is JPEG or PNG (no recompression); other formats
-(TIFF, BMP, GIF, NIfTI) are stored as lossless PNG. Masks and regions of interest are always PNG.
+(TIFF, BMP, GIF, NIfTI) are stored as lossless PNG. Masks and regions of interest are always PNG;
+instance maps (GlaS, MoNuSeg: one id per object) too, 16-bit where an id exceeds 255.
 A masks-only build (``build(..., images=False)``) stores null images; ``build_info.json`` and the
 card name its splits.
 """
@@ -29,6 +30,13 @@ import polars as pl
 from .errors import SourceFormatError
 
 MANIFEST_COLUMNS = ("case_id", "split", "fold", "mask_sha256")
+#: The manifest's column of instance-map hashes, present only for datasets that keep instance ids, so
+#: that the manifests (and their sha256) of every other dataset stay as they were.
+INSTANCES_COLUMN = "instances_sha256"
+_MANIFEST_SCHEMA = {"case_id": pl.String, "split": pl.String, "fold": pl.Int8, "mask_sha256": pl.String,
+                    INSTANCES_COLUMN: pl.String}
+#: Instance ids a canonical copy stores (16-bit PNG).
+MAX_INSTANCE_ID = 2**16 - 1
 # Shards are cut at about this many bytes of encoded images, as the Hub's own converters do.
 SHARD_BYTES = 256 * 2**20
 
@@ -38,7 +46,9 @@ class CaseRecord:
     """One canonical case: what a builder makes of the release's files for one image.
 
     ``image`` is the encoded image (JPEG or PNG bytes; ``None`` in a masks-only build), ``mask`` an integer label map ``[H, W]``,
-    ``roi`` an optional bool map of the same size, ``spacing`` the pixel size ``(sy, sx)``.
+    ``roi`` an optional bool map of the same size, ``spacing`` the pixel size ``(sy, sx)``, ``instances``
+    an optional instance map of the same size (0 = background, one id per object, foreground exactly
+    where the mask is).
     """
 
     case_id: str
@@ -46,6 +56,7 @@ class CaseRecord:
     mask: np.ndarray
     spacing: tuple[float, float] = (1.0, 1.0)
     roi: np.ndarray | None = None
+    instances: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -81,6 +92,45 @@ def mask_sha256(mask: np.ndarray) -> str:
     digest = hashlib.sha256(f"{mask.shape[0]} {mask.shape[1]}\n".encode())
     digest.update(np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
     return digest.hexdigest()
+
+
+def instances_sha256(instances: np.ndarray) -> str:
+    """sha256 of a decoded instance map: ``b"<H> <W> uint16\n"`` followed by its ids as little-endian
+    uint16 in row-major order (however the map was encoded: 8- or 16-bit PNG).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> instances_sha256(np.array([[0, 300]])) == instances_sha256(np.array([[0, 300]], dtype=np.int64))
+    True
+    """
+    instances = np.asarray(instances)
+    if instances.ndim != 2 or not (np.issubdtype(instances.dtype, np.integer) or instances.dtype == np.bool_):
+        raise ValueError(f"an instance map must be a 2D integer map, got {instances.dtype} {instances.shape}")
+    if instances.size and (instances.min() < 0 or instances.max() > MAX_INSTANCE_ID):
+        raise ValueError(f"instance ids must lie in 0..{MAX_INSTANCE_ID} to be hashed as uint16")
+    digest = hashlib.sha256(f"{instances.shape[0]} {instances.shape[1]} uint16\n".encode())
+    digest.update(np.ascontiguousarray(instances, dtype="<u2").tobytes())
+    return digest.hexdigest()
+
+
+def encode_instances(instances: np.ndarray) -> bytes:
+    """Lossless PNG of an instance map: 8-bit where every id fits in a byte, else 16-bit grey.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ids = np.array([[0, 1], [300, 2]])
+    >>> (decode_image(encode_instances(ids)) == ids).all(), decode_image(encode_instances(ids % 256)).dtype
+    (np.True_, dtype('uint8'))
+    """
+    from PIL import Image
+
+    if not instances.size or instances.max() <= 255:
+        return encode_png(instances)
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(instances, dtype=np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -134,6 +184,8 @@ def check_record(record: CaseRecord, num_classes: int, source: str) -> None:
             f"{record.case_id}: mask {mask.shape[0]}x{mask.shape[1]} does not match its image "
             f"{height}x{width} ({source}). The release's files are mixed up or damaged; re-download it."
         )
+    if record.instances is not None:
+        _check_instances(record, source)
     if record.roi is not None and record.roi.shape != mask.shape:
         raise SourceFormatError(f"{record.case_id}: region of interest {record.roi.shape} does not match the mask {mask.shape} ({source}).")
     if mask.size and (mask.min() < 0 or mask.max() >= num_classes):
@@ -142,27 +194,46 @@ def check_record(record: CaseRecord, num_classes: int, source: str) -> None:
         )
 
 
+def _check_instances(record: CaseRecord, source: str) -> None:
+    ids = record.instances
+    if ids.shape != record.mask.shape or not np.issubdtype(ids.dtype, np.integer):
+        raise SourceFormatError(f"{record.case_id}: instance map from {source} must be an integer map of the mask's size "
+                                f"{record.mask.shape}, got {ids.dtype} {ids.shape}.")
+    if ids.size and (ids.min() < 0 or ids.max() > MAX_INSTANCE_ID):
+        raise SourceFormatError(f"{record.case_id}: instance ids must lie in 0..{MAX_INSTANCE_ID}, got "
+                                f"{int(ids.min())}..{int(ids.max())} ({source}).")
+    if not np.array_equal(ids > 0, record.mask > 0):
+        raise SourceFormatError(f"{record.case_id}: the instance map and the mask disagree on "
+                                f"{int(np.count_nonzero((ids > 0) != (record.mask > 0)))} pixel(s) of foreground "
+                                f"({source}); every foreground pixel must belong to one object. Re-download the release.")
+
+
 # ----------------------------------------------------------------------------- manifests
 
 
 def manifest_frame(rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
-    """A manifest table with the canonical column types and row order (split, then case id)."""
-    frame = pl.DataFrame(
-        list(rows),
-        schema={"case_id": pl.String, "split": pl.String, "fold": pl.Int8, "mask_sha256": pl.String},
-    )
+    """A manifest table with the canonical column types and row order (split, then case id).
+
+    The ``instances_sha256`` column is there when the rows have it (datasets that keep instance ids).
+    """
+    rows = list(rows)
+    columns = MANIFEST_COLUMNS + ((INSTANCES_COLUMN,) if any(INSTANCES_COLUMN in r for r in rows) else ())
+    frame = pl.DataFrame(rows, schema={c: _MANIFEST_SCHEMA[c] for c in columns})
     return frame.sort("split", "case_id")
 
 
 def manifest_csv(manifest: pl.DataFrame) -> bytes:
     """The manifest's exact bytes on disk (LF line ends, empty fold for held-out cases)."""
-    return manifest.select(MANIFEST_COLUMNS).write_csv(line_terminator="\n").encode()
+    columns = MANIFEST_COLUMNS + ((INSTANCES_COLUMN,) if INSTANCES_COLUMN in manifest.columns else ())
+    return manifest.select(columns).write_csv(line_terminator="\n").encode()
 
 
 def read_manifest(path: Path | bytes) -> pl.DataFrame:
     """Read a manifest CSV written by :func:`manifest_csv`."""
-    source = io.BytesIO(path) if isinstance(path, bytes) else path
-    frame = pl.read_csv(source, schema={"case_id": pl.String, "split": pl.String, "fold": pl.Int8, "mask_sha256": pl.String})
+    data = path if isinstance(path, bytes) else Path(path).read_bytes()
+    header = data.split(b"\n", 1)[0].decode().strip().split(",")
+    columns = MANIFEST_COLUMNS + ((INSTANCES_COLUMN,) if INSTANCES_COLUMN in header else ())
+    frame = pl.read_csv(io.BytesIO(data), schema={c: _MANIFEST_SCHEMA[c] for c in columns})
     return manifest_frame(frame.to_dicts())
 
 
@@ -174,11 +245,13 @@ def manifest_sha256(manifest: pl.DataFrame) -> str:
 # ----------------------------------------------------------------------------- parquet shards
 
 
-def features(has_roi: bool):  # -> datasets.Features
+def features(has_roi: bool, has_instances: bool = False):  # -> datasets.Features
     """The Hugging Face features of a canonical split."""
     import datasets
 
     columns = {"case_id": datasets.Value("string"), "image": datasets.Image(), "mask": datasets.Image()}
+    if has_instances:
+        columns["instances"] = datasets.Image()
     if has_roi:
         columns["roi"] = datasets.Image()
     columns["spacing"] = datasets.List(datasets.Value("float64"), length=2)
@@ -189,10 +262,10 @@ def features(has_roi: bool):  # -> datasets.Features
 class ShardWriter:
     """Writes one split's rows into ``data/<split>-NNNNN-of-MMMMM.parquet`` shards of bounded size."""
 
-    def __init__(self, folder: Path, split: str, has_roi: bool) -> None:
-        self.folder, self.split, self.has_roi = folder / "data", split, has_roi
+    def __init__(self, folder: Path, split: str, has_roi: bool, has_instances: bool = False) -> None:
+        self.folder, self.split, self.has_roi, self.has_instances = folder / "data", split, has_roi, has_instances
         self.folder.mkdir(parents=True, exist_ok=True)
-        feats = features(has_roi)
+        feats = features(has_roi, has_instances)
         metadata = {"huggingface": json.dumps({"info": {"features": feats.to_dict()}})}
         self.schema = feats.arrow_schema.with_metadata(metadata)
         self.rows: list[dict] = []
@@ -208,6 +281,10 @@ class ShardWriter:
             "spacing": [float(s) for s in record.spacing],
             "group": group,
         }
+        if self.has_instances:
+            if record.instances is None:
+                raise SourceFormatError(f"{record.case_id}: this dataset keeps instance ids, but the case has none.")
+            row["instances"] = {"bytes": encode_instances(record.instances), "path": None}
         if self.has_roi:
             if record.roi is None:
                 raise SourceFormatError(f"{record.case_id}: this dataset stores a region of interest, but the case has none.")

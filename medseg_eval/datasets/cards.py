@@ -35,7 +35,7 @@ def front_matter(spec: DatasetSpec, counts: Mapping[str, int]) -> dict:
         "configs": [{"config_name": "default",
                      "data_files": [{"split": s, "path": f"data/{s}-*"} for s in spec.splits]}],
         "dataset_info": {
-            "features": features(spec.roi is not None)._to_yaml_list(),
+            "features": features(spec.roi is not None, spec.instances is not None)._to_yaml_list(),
             "splits": [{"name": s, "num_examples": int(counts.get(s, 0))} for s in spec.splits],
         },
     })
@@ -70,16 +70,24 @@ def render_card(spec: DatasetSpec, counts: Mapping[str, int] | None = None, mask
                  else "none defined by the release; distances are in pixels (`spacing` = (1, 1)).")]
     if spec.roi:
         lines += ["", f"Region of interest (column `roi`, 1 inside): {spec.roi} Every metric is restricted to it."]
+    if spec.instances:
+        lines += ["", (f"Instances (column `instances`, PNG, 16-bit where an id exceeds 255): {spec.instances} "
+                       "0 is background; the foreground is exactly the mask's. Instance metrics are scored from it.")]
+    lines += ["", "## Metrics", "", ("What the dataset's literature reports, and what `medseg_eval.evaluate` scores "
+                                    f"on it by default: {', '.join(f'`{m}`' for m in spec.literature_metrics)}."), ""]
+    lines += [f"- {reference}" for reference in spec.metric_references]
     lines += ["", "## Splits", "", "| split | cases |", "|---|---|"]
     lines += [f"| {s}{' (scored by default)' if s == spec.test_split else ''} | {counts.get(s, 0)} |" for s in spec.splits]
     if masks_only:
         lines += ["", (f"Masks only: the split(s) {', '.join(masks_only)} of this copy hold no images (column `image` is "
                        f"null): enough to score predictions. `medseg-eval datasets build {spec.name}` adds them.")]
     lines += ["", spec.split_rule.strip(), "",
-              (f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256) fixes every case's split and "
+              (f"The manifest (`manifest.csv`: case_id, split, fold, mask_sha256{', instances_sha256' if spec.instances else ''}) fixes every case's split and "
               f"{spec.folds}-fold cross-validation fold (seed {spec.seed}; held-out cases have no fold). "
               "`mask_sha256` is the sha256 of `b\"<H> <W>\\n\"` followed by the decoded label map as uint8, row-major; "
-              f"`medseg-eval datasets verify {spec.name}` checks a copy against it."), ""]
+              + ("`instances_sha256` that of `b\"<H> <W> uint16\\n\"` followed by the instance ids as little-endian "
+                 "uint16, row-major; " if spec.instances else "")
+              + f"`medseg-eval datasets verify {spec.name}` checks a copy against it."), ""]
     lines += ["## Source", "", f"Homepage: {spec.homepage}", "", "| file | holds | sha256 |", "|---|---|---|"]
     lines += [f"| [{s.filename}]({s.url}) | {_holds(s)} | {s.sha256 or 'unknown (not pinned)'} |" for s in spec.sources]
     notes = [s for s in spec.sources if s.note]

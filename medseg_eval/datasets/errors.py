@@ -49,11 +49,12 @@ def _preview(ids: Sequence[str], shown: int = 5) -> str:
 
 
 class ManifestMismatchError(DatasetError):
-    """Cases differ from the shipped split manifest: missing, extra, or with another mask hash."""
+    """Cases differ from the shipped split manifest: missing, extra, or with another mask (or instance map) hash."""
 
     def __init__(self, dataset: str, *, missing: Sequence[str] = (), extra: Sequence[str] = (),
-                 mismatched: Sequence[str] = (), hint: str = "") -> None:
+                 mismatched: Sequence[str] = (), mismatched_instances: Sequence[str] = (), hint: str = "") -> None:
         self.dataset, self.missing, self.extra, self.mismatched = dataset, list(missing), list(extra), list(mismatched)
+        self.mismatched_instances = list(mismatched_instances)
         parts = []
         if self.missing:
             parts.append(f"{len(self.missing)} case(s) of the manifest missing: {_preview(self.missing)}")
@@ -61,5 +62,8 @@ class ManifestMismatchError(DatasetError):
             parts.append(f"{len(self.extra)} case(s) not in the manifest: {_preview(self.extra)}")
         if self.mismatched:
             parts.append(f"{len(self.mismatched)} mask(s) differ from the manifest's sha256: {_preview(self.mismatched)}")
+        if self.mismatched_instances:
+            parts.append(f"{len(self.mismatched_instances)} instance map(s) differ from the manifest's instances_sha256: "
+                         f"{_preview(self.mismatched_instances)}")
         message = f"{dataset}: " + "; ".join(parts) + "."
         super().__init__(message + (f" {hint}" if hint else ""))

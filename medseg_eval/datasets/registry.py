@@ -39,6 +39,21 @@ class Selection:
 
 Builder = Callable[[Sequence[Path], Selection], Iterator["CaseSource"]]
 
+#: The metric set of a dataset whose literature has no set of its own (also ``evaluate``'s default
+#: for the caller's own ground truth): overlap, robust boundary distances and lesion-wise recall.
+STANDARD_METRICS: tuple[str, ...] = ("dice", "iou", "hd95", "assd", "nsd", "lesion_recall")
+#: Where the standard set's metrics are defined.
+STANDARD_REFERENCES: tuple[str, ...] = (
+    "Dice (1945), Measures of the amount of ecologic association between species, Ecology 26(3):297-302: Dice.",
+    "Jaccard (1912), The distribution of the flora in the alpine zone, New Phytologist 11(2):37-50: IoU.",
+    ("Huttenlocher, Klanderman & Rucklidge (1993), Comparing images using the Hausdorff distance, IEEE TPAMI "
+    "15(9):850-863: HD95 (its 95th-percentile form), ASSD."),
+    ("Nikolov et al. (2021), Clinically applicable segmentation of head and neck anatomy for radiotherapy, J Med "
+    "Internet Res 23(7):e26151: NSD."),
+    ("Maier-Hein, Reinke et al. (2024), Metrics reloaded: recommendations for image analysis validation, Nature "
+    "Methods 21:195-212: lesion-wise (object) recall."),
+)
+
 
 @dataclass(frozen=True)
 class SourceFile:
@@ -102,6 +117,14 @@ class DatasetSpec:
     builder
         Lists the cases (:class:`~medseg_eval.datasets.canonical.CaseSource` s) found in the release's
         folders, reading only what the :class:`Selection` asks for.
+    instances
+        What the ``instances`` column holds (one id per object, e.g. GlaS's glands), or ``None`` when
+        the canonical copy keeps no instance ids. Instance metrics are scored from it.
+    literature_metrics
+        The metrics the dataset's literature reports, names as :func:`medseg_eval.evaluate` takes them
+        (its default for the dataset); :data:`STANDARD_METRICS` where the literature has no set of its own.
+    metric_references
+        Where those metrics, as the dataset's papers compute them, are defined (one reference each).
     """
 
     name: str
@@ -121,6 +144,9 @@ class DatasetSpec:
     builder: Builder = field(repr=False)
     spacing_unit: Literal["pixel", "mm"] = "pixel"
     roi: str | None = None
+    instances: str | None = None
+    literature_metrics: tuple[str, ...] = STANDARD_METRICS
+    metric_references: tuple[str, ...] = STANDARD_REFERENCES
     manual_download: str | None = None
     known_issues: tuple[str, ...] = ()
     hub_repo: str | None = None
@@ -187,6 +213,8 @@ def register(spec: DatasetSpec) -> DatasetSpec:
     """Add ``spec`` to the registry (each catalog module calls this once)."""
     if spec.name in _REGISTRY:
         raise ValueError(f"dataset {spec.name!r} is registered twice")
+    if not spec.literature_metrics or not spec.metric_references:
+        raise ValueError(f"{spec.name}: literature_metrics and metric_references must name at least one metric and source")
     if spec.test_split not in spec.splits:
         raise ValueError(f"{spec.name}: test split {spec.test_split!r} is not one of {list(spec.splits)}")
     for source in spec.sources:

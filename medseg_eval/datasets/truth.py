@@ -25,7 +25,7 @@ import polars as pl
 
 from .._parallel import map_in_threads
 from .build import shipped_manifest
-from .canonical import manifest_sha256, mask_sha256, read_manifest, split_files
+from .canonical import INSTANCES_COLUMN, instances_sha256, manifest_sha256, mask_sha256, read_manifest, split_files
 from .errors import SourceFormatError
 from .fetch import ensure
 from .hub import load_dataset
@@ -55,27 +55,37 @@ class SplitTruth:
         Each case's mask size ``(H, W)`` (from its PNG header) and pixel size ``(sy, sx)``.
     has_roi
         Whether the split has a region of interest (then every case has one).
+    has_instances
+        Whether the copy keeps instance maps (column ``instances``; read by :meth:`read_instances`).
     manifest, pinned
         The manifest the masks are checked against, and whether the package ships it.
     """
 
     def __init__(self, name: str, split: str, stored: dict[str, tuple[Any, Any]], spacing: dict[str, tuple],
-                 features: tuple[Any, Any], manifest: pl.DataFrame, pinned: bool) -> None:
+                 features: tuple[Any, Any], manifest: pl.DataFrame, pinned: bool,
+                 instances: tuple[dict[str, Any], Any] | None = None) -> None:
         self.name, self.split, self.manifest, self.pinned = name, split, manifest, pinned
         self.ids = sorted(stored)
         self.spacing = spacing
         self.has_roi = features[1] is not None
+        self.has_instances = instances is not None
         self.shapes = dict(zip(self.ids, map_in_threads(lambda c: _png_shape(stored[c][0]), self.ids)))
-        self._stored, self._features = stored, features
+        self._stored, self._features, self._instances = stored, features, instances
         self._expected = dict(zip(manifest["case_id"], manifest["mask_sha256"]))
+        self._expected_instances = (dict(zip(manifest["case_id"], manifest[INSTANCES_COLUMN]))
+                                    if INSTANCES_COLUMN in manifest.columns else None)
         self._verified: set[str] = set()  # decoded from the stored bytes and equal to the manifest's hash
+        self._verified_instances: set[str] = set()
         self._decoded: dict[str, Decoded] = {}
+        self._decoded_instances: dict[str, np.ndarray] = {}
         self._keep = True
 
     @property
     def decoded_bytes(self) -> int:
-        """Bytes the whole split takes decoded (1 per pixel, twice with a region of interest)."""
-        return sum(h * w for h, w in self.shapes.values()) * (2 if self.has_roi else 1)
+        """Bytes the whole split takes decoded (1 per pixel, twice with a region of interest, and 2 more per
+        pixel with instance maps)."""
+        per_pixel = (2 if self.has_roi else 1) + (2 if self.has_instances else 0)
+        return sum(h * w for h, w in self.shapes.values()) * per_pixel
 
     def read(self, ids: Sequence[str], *, verify: bool) -> tuple[list[Decoded], list[str]]:
         """The decoded cases ``ids`` (read-only arrays), and those of them whose mask differs from the
@@ -92,11 +102,48 @@ class SplitTruth:
         cases = map_in_threads(lambda c: self._case(c, verify), ids)
         return cases, [c for c in ids if verify and c not in self._verified]
 
+    def read_instances(self, ids: Sequence[str], *, verify: bool) -> tuple[list[np.ndarray], list[str]]:
+        """The decoded instance maps of ``ids`` (int64, read-only), and those of them whose map differs from the
+        manifest's ``instances_sha256`` (checked where the manifest has that column and ``verify``).
+
+        Raises
+        ------
+        SourceFormatError
+            When this copy keeps no instance maps (built before they were kept: rebuild it).
+        """
+        if self._instances is None:
+            raise SourceFormatError(f"{self.name}: this copy of split {self.split!r} holds no instance maps (column "
+                                    f"`instances`); rebuild it (medseg-eval datasets build {self.name} ...) with this "
+                                    "version of the package to score instance metrics.")
+        maps = map_in_threads(self._instance_map, ids)
+        if not verify or self._expected_instances is None:
+            return maps, []
+        for case_id, ids_map in zip(ids, maps):
+            if case_id not in self._verified_instances and \
+                    instances_sha256(ids_map) == self._expected_instances.get(case_id):
+                self._verified_instances.add(case_id)
+        return maps, [c for c in ids if c not in self._verified_instances]
+
     def keep_decoded(self, keep: bool) -> None:
         """Keep the masks decoded from now on (``True``: :meth:`read` decodes each case once), or none."""
         self._keep = keep
         if not keep:
             self._decoded.clear()
+            self._decoded_instances.clear()
+
+    def _instance_map(self, case_id: str) -> np.ndarray:
+        found = self._decoded_instances.get(case_id)
+        if found is not None:
+            return found
+        stored, feature = self._instances
+        ids = _decode_image(feature, stored[case_id]).astype(np.int64)
+        if ids.shape != self.shapes[case_id]:
+            raise SourceFormatError(f"{self.name}: the instance map of case {case_id} decodes to {ids.shape}, its mask "
+                                    f"is {self.shapes[case_id]}; rebuild the copy.")
+        ids.setflags(write=False)
+        if self._keep:
+            self._decoded_instances[case_id] = ids
+        return ids
 
     def _case(self, case_id: str, verify: bool) -> Decoded:
         mask, roi = self._decoded.get(case_id) or self._decode(case_id)
@@ -144,8 +191,8 @@ def split_truth(name: str, split: str, *, download: bool = True, progress: bool 
         if truth is not None:
             _cache.move_to_end(key)
     if truth is None:
-        stored, spacing, features = _load_split(load_dataset(spec.name, split=split, data_dir=folder))
-        truth = SplitTruth(spec.name, split, stored, spacing, features, manifest, shipped is not None)
+        stored, spacing, features, instances = _load_split(load_dataset(spec.name, split=split, data_dir=folder))
+        truth = SplitTruth(spec.name, split, stored, spacing, features, manifest, shipped is not None, instances)
         with _lock:
             _cache[key] = truth
             while len(_cache) > CACHE_SPLITS:
@@ -175,16 +222,21 @@ def _files_identity(folder: Path, split: str) -> tuple:
     return tuple((name, s.st_size, s.st_mtime_ns, s.st_ino) for name, s in stats)
 
 
-def _load_split(ds: Any) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple], tuple[Any, Any]]:
-    """Every case's mask (and region of interest) as stored, its spacing, and the features that decode them."""
-    has_roi = "roi" in ds.column_names
-    table = ds.select_columns(["case_id", "mask", "spacing"] + (["roi"] if has_roi else [])).with_format("arrow")[:]
+def _load_split(ds: Any) -> tuple[dict[str, tuple[Any, Any]], dict[str, tuple], tuple[Any, Any],
+                                  tuple[dict[str, Any], Any] | None]:
+    """Every case's mask (and region of interest) as stored, its spacing, the features that decode them, and the
+    stored instance maps with their feature (``None`` without an ``instances`` column)."""
+    has_roi, has_instances = "roi" in ds.column_names, "instances" in ds.column_names
+    columns = ["case_id", "mask", "spacing"] + (["roi"] if has_roi else []) + (["instances"] if has_instances else [])
+    table = ds.select_columns(columns).with_format("arrow")[:]
     ids = table.column("case_id").to_pylist()
     masks = table.column("mask").to_pylist()
     rois = table.column("roi").to_pylist() if has_roi else [None] * len(ids)
     spacing = {c: tuple(s) for c, s in zip(ids, table.column("spacing").to_pylist())}
     features = (ds.features["mask"], ds.features["roi"] if has_roi else None)
-    return dict(zip(ids, zip(masks, rois))), spacing, features
+    instances = ((dict(zip(ids, table.column("instances").to_pylist())), ds.features["instances"]) if has_instances
+                 else None)
+    return dict(zip(ids, zip(masks, rois))), spacing, features, instances
 
 
 def _png_shape(value: dict) -> tuple[int, int]:

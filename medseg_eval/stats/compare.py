@@ -31,7 +31,7 @@ INPUT_RECORD = ("kind", "dataset", "dataset_revision", "split", "manifest_sha256
                 "empty_policy", "lesion_criteria", "predictions_sha256", "package_version")
 #: Provenance that must agree between the models compared on one dataset, or the numbers are not comparable.
 COMPARABLE = ("split", "manifest_sha256", "targets_sha256", "convention", "empty_policy", "percentile", "tolerance",
-              "lesion_criteria")
+              "lesion_criteria", "topology_options")
 
 
 @dataclass

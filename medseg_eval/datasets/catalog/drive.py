@@ -67,4 +67,14 @@ SPEC = register(DatasetSpec(
                     "DRIVE/ holds training/ and test/ (with test/1st_manual).",
     known_issues=("The archive now distributed by grand-challenge may lack test/1st_manual; the test split needs it.",
                   "Images 01-20 have a second observer's annotation (test/2nd_manual), often reported as human performance."),
+    literature_metrics=("accuracy", "recall", "specificity", "dice", "cldice", "betti0_error", "betti1_error"),
+    metric_references=(
+        ("Staal et al. (2004), Ridge-based vessel segmentation in color images of the retina, IEEE TMI 23(4):501-509: "
+        "accuracy, sensitivity (`recall`) and specificity over the pixels inside the field of view."),
+        ("Dice (1945), Measures of the amount of ecologic association between species, Ecology 26(3):297-302: Dice "
+        "(the F1 score of vessel papers)."),
+        ("Shit et al. (2021), clDice - a novel topology-preserving loss function for tubular structure segmentation, "
+        "CVPR 2021:16560-16569: clDice, Betti-0 and Betti-1 errors."),
+        "Hu et al. (2019), Topology-preserving deep image segmentation, NeurIPS 32: Betti errors.",
+    ),
 ))

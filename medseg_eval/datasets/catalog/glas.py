@@ -1,8 +1,9 @@
 """GlaS (Sirinukunwattana et al., MedIA 2017): gland segmentation in colon histology, Warwick-QU.
 
 Release layout: ``Warwick QU Dataset (Released 2016_07_08)/{train,testA,testB}_<n>.bmp`` with
-``..._anno.bmp`` (one label per gland; any gland is foreground here) and ``Grade.csv`` (name,
-patient ID, grades; values padded with a space). Test parts A and B form the test split.
+``..._anno.bmp`` (one label per gland: the instance ids, kept in the ``instances`` column; any gland
+is foreground in the mask) and ``Grade.csv`` (name, patient ID, grades; values padded with a space).
+Test parts A and B form the test split.
 """
 
 from __future__ import annotations
@@ -25,7 +26,21 @@ _IMAGE = re.compile(r"^(train|testA|testB)_(\d+)$")
 
 
 def _load(case_id: str, image: Path | None, annotation: Path) -> CaseRecord:
-    return CaseRecord(case_id=case_id, image=optional_image(image), mask=(read_mask(annotation) > 0).astype(np.uint8))
+    mask = (read_mask(annotation) > 0).astype(np.uint8)
+    # The ids are the bitmap's own values (palette indices where it has a palette), kept where the mask
+    # is foreground; check_record refuses a gland pixel without an id.
+    ids = _instance_ids(annotation)
+    return CaseRecord(case_id=case_id, image=optional_image(image), mask=mask, instances=np.where(mask > 0, ids, 0))
+
+
+def _instance_ids(annotation: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(annotation) as bitmap:
+        if bitmap.mode not in ("L", "P", "I", "I;16"):
+            raise SourceFormatError(f"{annotation}: expected a one-channel bitmap of gland ids, got mode {bitmap.mode}. "
+                                    "Re-download the release.")
+        return np.asarray(bitmap).astype(np.int64)
 
 
 def _patients(grades: Path) -> dict[str, str]:
@@ -66,7 +81,8 @@ SPEC = register(DatasetSpec(
     test_split="test",
     split_rule="The official challenge split: 85 training images, 80 test images (testA_* 60 and testB_* 20, "
                "told apart by the case id). Folds group the training images by the patient in Grade.csv.",
-    resolution="original size of each image (567x430 to 775x522 width x height); gland instances merged into one class",
+    resolution="original size of each image (567x430 to 775x522 width x height); gland instances merged into one "
+               "class in the mask, kept apart in the instances",
     license="GlaS terms: research use only; commercial use not allowed",
     homepage="https://warwick.ac.uk/fac/cross_fac/tia/data/glascontest/",
     citation="""@article{sirinukunwattana2017gland,
@@ -87,5 +103,13 @@ SPEC = register(DatasetSpec(
     file_key=r"^((?:train|testA|testB)_\d+)",
     known_issues=(("The official split is not patient-disjoint: several patients have images in both training and test "
                   "(Grade.csv). It is kept because results are compared on it."),
-                  "Annotations are gland instances; the instance ids are dropped in the semantic mask."),
+                  "Annotations are gland instances: merged in the semantic mask, kept in the instances column."),
+    instances="the release's gland ids (``*_anno.bmp``), one per gland.",
+    literature_metrics=("object_f1", "object_dice", "object_hausdorff"),
+    metric_references=(
+        ("Sirinukunwattana et al. (2017), Gland segmentation in colon histology images: The GlaS challenge contest, "
+        "Medical Image Analysis 35:489-502 (and the challenge's F1score.m, ObjectDice.m, ObjectHausdorff.m): object-level "
+        "F1 (a detection covers more than 50% of its gland), object Dice, object Hausdorff."),
+    ),
+    builder_version=2,
 ))

@@ -3,7 +3,8 @@
 Release layout: training zip ``MoNuSeg 2018 Training Data/{Tissue Images/<id>.tif, Annotations/<id>.xml}``,
 test zip ``MoNuSegTestData/<id>.tif`` with ``<id>.xml`` beside it. Annotations are Aperio XML
 polygons (``Region/Vertices/Vertex X= Y=``, X the column); each polygon is filled (boundary
-included, PIL's rule) into one nucleus class.
+included, PIL's rule) into one nucleus class, and into the instance map with its own id (its
+1-based place among the file's regions; a later polygon overwrites an earlier one where they overlap).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from ..registry import DatasetSpec, Selection, SourceFile, register
 from ._common import find_folder, require
 
 
-def polygons_to_mask(xml: Path, height: int, width: int) -> np.ndarray:
-    """Fill every ``Region`` polygon of an Aperio XML file into a binary ``[height, width]`` mask."""
+def polygons_to_instances(xml: Path, height: int, width: int) -> np.ndarray:
+    """Fill the ``k``-th ``Region`` polygon of an Aperio XML file with id ``k`` (1-based) into an int64
+    ``[height, width]`` instance map, in file order; polygons of fewer than 3 vertices are skipped."""
     from PIL import Image, ImageDraw
 
     try:
@@ -30,19 +32,25 @@ def polygons_to_mask(xml: Path, height: int, width: int) -> np.ndarray:
         polygons = [[(float(v.get("X")), float(v.get("Y"))) for v in region.iter("Vertex")] for region in regions]
     except (ET.ParseError, TypeError, ValueError) as err:
         raise SourceFormatError(f"cannot read annotations {xml}: {err}. Re-download the release.") from err
-    canvas = Image.new("L", (width, height), 0)
+    canvas = Image.new("I", (width, height), 0)  # 32-bit ids: PIL fills each pixel as the "L" mask's rule does
     draw = ImageDraw.Draw(canvas)
-    for polygon in polygons:
+    for number, polygon in enumerate(polygons, 1):
         if len(polygon) >= 3:
-            draw.polygon(polygon, fill=1, outline=1)
-    return np.asarray(canvas)
+            draw.polygon(polygon, fill=number, outline=number)
+    return np.asarray(canvas).astype(np.int64)
+
+
+def polygons_to_mask(xml: Path, height: int, width: int) -> np.ndarray:
+    """Fill every ``Region`` polygon of an Aperio XML file into a binary ``[height, width]`` mask."""
+    return (polygons_to_instances(xml, height, width) > 0).astype(np.uint8)
 
 
 def _load(image: Path, xml: Path, keep_image: bool) -> CaseRecord:
     # The mask's size is the image's, so a masks-only build still reads the image (not stored then).
     data = image_bytes(image)
+    instances = polygons_to_instances(xml, *image_size(data))
     return CaseRecord(case_id=image.stem, image=data if keep_image else None,
-                      mask=polygons_to_mask(xml, *image_size(data)))
+                      mask=(instances > 0).astype(np.uint8), instances=instances)
 
 
 def cases(roots: Sequence[Path], want: Selection) -> Iterator[CaseSource]:
@@ -73,7 +81,7 @@ SPEC = register(DatasetSpec(
     test_split="test",
     split_rule="The official challenge split: the training archive (37 images in the current release; the "
                "papers describe 30) and the 14 test images. Folds group by TCGA patient barcode.",
-    resolution="1000x1000 (original); nucleus polygons filled into one class",
+    resolution="1000x1000 (original); nucleus polygons filled into one class in the mask, one id each in the instances",
     license="CC-BY-NC-SA-4.0",
     homepage="https://monuseg.grand-challenge.org/Data/",
     citation="""@article{kumar2017dataset,
@@ -106,6 +114,17 @@ SPEC = register(DatasetSpec(
     builder=cases,
     manual_download="download both archives from https://monuseg.grand-challenge.org/Data/ (Google Drive pages that "
                     "a script cannot pass) and give both zips, or the folder holding them unpacked, as --source.",
-    known_issues=("Touching nuclei merge in the semantic mask; instance-level scoring needs the XML polygons.",
+    known_issues=("Touching nuclei merge in the semantic mask; the instances column keeps them apart.",
                   "The training archive now holds 37 images, 7 more than the 30 of the original papers."),
+    instances="one id per nucleus polygon of the XML (its 1-based place in the file), filled as the mask is.",
+    literature_metrics=("aji", "pq", "dice"),
+    metric_references=(
+        ("Kumar et al. (2017), A dataset and a technique for generalized nuclear segmentation for computational "
+        "pathology, IEEE TMI 36(7):1550-1560 (and MoNuSeg's Aggregated_Jaccard_Index_v1_0.m): AJI."),
+        ("Kirillov et al. (2019), Panoptic segmentation, CVPR 2019:9404-9413: PQ (matches at IoU > 0.5); used for "
+        "nuclei since Graham et al. (2019), HoVer-Net, Medical Image Analysis 58:101563."),
+        ("Kumar et al. (2020), A multi-organ nucleus segmentation challenge, IEEE TMI 39(5):1380-1391: AJI and Dice "
+        "as the challenge ranks them."),
+    ),
+    builder_version=2,
 ))

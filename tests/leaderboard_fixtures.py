@@ -38,3 +38,25 @@ def env(scored, monkeypatch):
     """``{threshold: (results, results folder, predictions)}`` with ``$MEDSEG_EVAL_HOME`` set to their home."""
     monkeypatch.setenv("MEDSEG_EVAL_HOME", str(scored[0]))
     return scored[1]
+
+
+def held_out_folds(threshold: int) -> tuple[dict, dict]:
+    """synthetic-lesions' five folds of training cases, each thresholded at ``threshold`` and scored against its
+    canonical masks as the reference trainers score a held-out fold: ``({fold: Results}, {fold: predictions})``.
+
+    Needs ``$MEDSEG_EVAL_HOME`` set to a home where the dataset is built."""
+    import polars as pl
+
+    from medseg_eval.datasets import expected_manifest, get_spec
+
+    train = medseg_eval.load_dataset("synthetic-lesions", split="train")
+    rows = {r["case_id"]: (np.asarray(r["image"]), np.asarray(r["mask"], dtype=np.uint8)) for r in train}
+    manifest = expected_manifest("synthetic-lesions").filter(pl.col("split") == "train")
+    results, predictions = {}, {}
+    for fold in sorted(manifest["fold"].unique().to_list()):
+        ids = sorted(manifest.filter(pl.col("fold") == fold)["case_id"].to_list())
+        predictions[fold] = {c: (rows[c][0] > threshold).astype(np.uint8) for c in ids}
+        results[fold] = medseg_eval.evaluate(predictions[fold], targets={c: rows[c][1] for c in ids},
+                                             num_classes=get_spec("synthetic-lesions").num_classes,
+                                             metrics=["dice", "iou", "hd95"], progress=False)
+    return results, predictions

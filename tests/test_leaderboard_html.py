@@ -15,6 +15,8 @@ import medseg_eval
 from medseg_eval import leaderboard
 from medseg_eval.datasets import build as build_dataset
 
+from .leaderboard_fixtures import held_out_folds
+
 CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (.ci/run installs Debian's chromium before the tests)",
@@ -29,8 +31,9 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 @pytest.fixture(scope="module")
 def board_dir(tmp_path_factory):
-    """A board with three thresholding 'models' (one with code and paper links, one with a link that is not http)
-    and one reported paper entry, and a board of reported numbers only (ISIC 2018), built once for the module."""
+    """A board with three thresholding 'models' (one with code and paper links and its five folds, one with a link
+    that is not http) and one reported paper entry, and a board of reported numbers only (ISIC 2018), built once for
+    the module."""
     with pytest.MonkeyPatch.context() as mp:
         # A fresh home per module, so the dataset is built here and not taken from another test.
         mp.setenv("MEDSEG_EVAL_HOME", str(tmp_path_factory.mktemp("home")))
@@ -43,7 +46,8 @@ def board_dir(tmp_path_factory):
         for t in (100, 128, 160):
             preds = {c: (im > t).astype(np.uint8) for c, im in images.items()}
             res = medseg_eval.evaluate(preds, DATASET, metrics=["dice", "iou", "hd95"], progress=False)
-            leaderboard.submit(res, f"threshold {t}", path, predictions=preds, **links.get(t, {}))
+            cv = medseg_eval.cross_validation(held_out_folds(t)[0], dataset=DATASET) if t == 128 else None
+            leaderboard.submit(res, f"threshold {t}", path, predictions=preds, cross_validation=cv, **links.get(t, {}))
         leaderboard.reported_submission("Paper model", DATASET, metric="dice", mean=91.7, sd=0.5,
                                         citation="arXiv 2603.13044", aggregate="pooled",
                                         protocol="5-fold CV").write(path)
@@ -161,7 +165,7 @@ def test_rebuilding_the_board_gives_byte_identical_pages(board_dir):
 
 def test_index_html_puts_ranked_boards_first_and_reported_only_boards_after(dom):
     assert list(dom.sections) == [DATASET, "isic2018", "badges"]
-    assert list(dom.sections[DATASET]) == ["ranked", "reported"]
+    assert list(dom.sections[DATASET]) == ["ranked", "folds", "reported"]
     assert list(dom.sections["isic2018"]) == ["reported"]
 
 
@@ -197,3 +201,22 @@ def test_index_html_columns_sort_on_a_click_in_chromium(board_dir, tmp_path):
     assert twice == once[::-1]
     by_model = dom_tables(board_dir / "index.html", tmp_path, ["model"]).sections[DATASET]["ranked"]["rows"]
     assert [r[1] for r in by_model] == ["threshold 100", "threshold 128", "threshold 160"]
+
+
+def test_index_html_shows_mean_and_sd_over_folds_with_min_and_max_beside_the_test_split_in_chromium(rendered,
+                                                                                                  board_dir):
+    folds = rendered["folds"]
+    header = folds["header"]
+    assert header[3:6] == ["mDice (%) over folds, mean ± sd", "min–max over folds (%)",
+                           "mDice (%) on the test split, pooled"]
+    row = dict(zip(header, folds["rows"][0]))
+    assert row["model"] == "threshold 128" and len(folds["rows"]) == 1
+    b = leaderboard.board(board_dir, DATASET)
+    per_fold = b.folds.row(0, named=True)
+    assert row["mDice (%) over folds, mean ± sd"] == f"{per_fold['mean']:.1f} ± {per_fold['sd']:.1f}†"
+    assert row["min–max over folds (%)"] == f"{per_fold['min']:.1f}–{per_fold['max']:.1f}"
+    assert per_fold["min"] < per_fold["mean"] < per_fold["max"] and per_fold["sd"] > 0
+    test = b.ranked.filter(b.ranked["model"] == "threshold 128")["mdice_pooled"][0]
+    assert row["mDice (%) on the test split, pooled"] == f"{100 * test:.1f}"
+    readme = (board_dir / DATASET / "README.md").read_text()
+    assert "min–max" not in readme and f"{per_fold['mean']:.1f} ± {per_fold['sd']:.1f}†" in readme

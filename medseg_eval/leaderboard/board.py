@@ -20,8 +20,9 @@ import numpy as np
 import polars as pl
 
 from .._atomic import atomic_write_text
+from ..bootstrap import case_resamples, percentile_interval
 from ..datasets import get_spec
-from ..results import POOLED
+from ..results import pooled_value
 from ..stats import paired_values, pairwise_tests, per_case_table, rank_stability
 from .bundle import RANKED_BADGES, Submission, validate
 from .errors import DuplicateSubmissionError
@@ -42,6 +43,7 @@ class Board:
     n_cases: int
     manifest_sha256: str | None
     unverified: pl.DataFrame = field(default_factory=pl.DataFrame)
+    folds: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def load_bundles(board_dir: str | Path, dataset: str) -> list[tuple[str, Submission]]:
@@ -84,7 +86,29 @@ def board(board_dir: str | Path, dataset: str) -> Board:
     first = (ranked or [(None, s) for _, s in bundles if s.meta["badge"] == "unverified"] or [(None, None)])[0][1]
     n_cases = first.per_case["case_id"].n_unique() if first is not None else 0
     manifest = first.meta.get("manifest_sha256") if first is not None else None
-    return Board(dataset, _ranked(ranked), reported_frame, n_cases, manifest, unverified_frame)
+    folds = _folds([s for _, s in bundles if s.folds is not None], reported_frame)
+    return Board(dataset, _ranked(ranked), reported_frame, n_cases, manifest, unverified_frame, folds)
+
+
+def _folds(entries: list[Submission], reported: pl.DataFrame) -> pl.DataFrame:
+    """Entries with folds (mean ± sd of each fold's pooled mDice, in %, beside their test-split one) and, where
+    there are any, the papers' numbers reported in % with a spread over folds; empty without entries."""
+    if not entries:
+        return pl.DataFrame()
+    rows = []
+    for sub in entries:
+        part = sub.folds.per_fold.filter((pl.col("metric") == MAIN_METRIC) & pl.col("pooled").is_not_null())
+        values = 100 * part.group_by("fold", "seed").agg(pl.col("pooled").mean())["pooled"].to_numpy()
+        rows.append({"model": sub.meta["model"], "badge": sub.meta["badge"], "rescored": bool(sub.fold_archives),
+                     "n_folds": len(sub.folds.folds), "n_seeds": len(sub.folds.seeds), "mean": float(values.mean()),
+                     "sd": float(values.std(ddof=1)) if values.size > 1 else None, "min": float(values.min()),
+                     "max": float(values.max()), "test": 100 * _pooled(sub.counts), "citation": None})
+    spread = reported.filter(pl.col("sd").is_not_null() & pl.col("metric").str.contains("(%)", literal=True)) \
+        if not reported.is_empty() else reported
+    rows += [{"model": r["model"], "badge": "reported", "rescored": False, "n_folds": None, "n_seeds": None,
+              "mean": r["mean"], "sd": r["sd"], "min": None, "max": None, "test": None, "citation": r["citation"]}
+             for r in spread.iter_rows(named=True)]
+    return pl.DataFrame(rows, infer_schema_length=None).sort(["mean", "model"], descending=[True, False])
 
 
 def _ranked(ranked: list[tuple[str, Submission]]) -> pl.DataFrame:
@@ -93,8 +117,8 @@ def _ranked(ranked: list[tuple[str, Submission]]) -> pl.DataFrame:
     names = {slug: s.meta["model"] for slug, s in ranked}
     paired = paired_values(per_case_table({names[slug]: s.per_case for slug, s in ranked}), MAIN_METRIC, class_="mean")
     mean = paired.values.mean(axis=0)
-    resamples = np.random.default_rng(SEED).integers(0, paired.values.shape[0], (N_BOOT, paired.values.shape[0]))
-    boot = paired.values[resamples].mean(axis=1)
+    boot = paired.values[case_resamples(paired.values.shape[0], N_BOOT, SEED)].mean(axis=1)
+    low, high = percentile_interval(boot, 1 - ALPHA)
     order = np.argsort(-mean, kind="stable")
     leader = paired.models[int(order[0])]
     others = [(leader, m) for m in paired.models if m != leader]
@@ -106,8 +130,7 @@ def _ranked(ranked: list[tuple[str, Submission]]) -> pl.DataFrame:
         model = paired.models[j]
         sub = next(s for slug, s in ranked if names[slug] == model)
         row = {"rank": position, **_entry(sub), "dice": float(mean[j]),
-               "dice_ci_low": float(np.quantile(boot[:, j], ALPHA / 2)),
-               "dice_ci_high": float(np.quantile(boot[:, j], 1 - ALPHA / 2)),
+               "dice_ci_low": float(low[j]), "dice_ci_high": float(high[j]),
                "p_vs_leader": None, "worse_than_leader": None,
                "rank_low": stability[model]["rank_low"], "rank_high": stability[model]["rank_high"]}
         if tests is not None and model != leader:
@@ -133,8 +156,7 @@ def _entry(sub: Submission) -> dict[str, object]:
 
 def _pooled(counts: pl.DataFrame) -> float:
     per_class = counts.group_by("class_id").agg(pl.col("tp", "fp", "fn").sum())
-    return float(np.mean([POOLED["dice"](r["tp"], r["fp"], r["fn"]) if r["tp"] + r["fp"] + r["fn"] else 1.0
-                          for r in per_class.iter_rows(named=True)]))
+    return float(np.mean([pooled_value("dice", r["tp"], r["fp"], r["fn"]) for r in per_class.iter_rows(named=True)]))
 
 
 def build(board_dir: str | Path, dataset: str | None = None) -> list[Path]:

@@ -18,16 +18,17 @@ import datetime as dt
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
 from .._atomic import atomic_directory
-from ..datasets import canonical_dir, get_spec, shipped_manifest
-from ..datasets.canonical import manifest_sha256, read_manifest
+from ..datasets import DatasetNotBuiltError, expected_manifest, get_spec, manifest_sha256
 from ..results import Results
+from ..stats.crossval import CrossValidation
 from .archive import ARCHIVE, write_archive
 from .errors import (
     DuplicateSubmissionError,
@@ -37,6 +38,7 @@ from .errors import (
     SubmissionError,
     TamperedSubmissionError,
 )
+from .folds import FOLDS_DIR, check_folds, fold_archives, fold_record, load_cross_validation
 from .rescore import check_counts, check_matches, check_settings, rescore
 
 __all__ = ["BADGES", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
@@ -62,13 +64,16 @@ METADATA = ("parameters", "code_url", "paper_url", "training_protocol", "seed", 
 
 @dataclass
 class Submission:
-    """A bundle in memory: ``meta`` (JSON-able), the per-case and counts tables (``None`` when reported) and
-    the bytes of ``predictions.zip`` (``None`` unless verified or reproduced)."""
+    """A bundle in memory: ``meta`` (JSON-able), the per-case and counts tables (``None`` when reported),
+    the bytes of ``predictions.zip`` (``None`` unless verified or reproduced) and, where it was run, the
+    cross-validation with its held-out predictions' archives by file name (:mod:`.folds`)."""
 
     meta: dict[str, Any]
     per_case: pl.DataFrame | None = None
     counts: pl.DataFrame | None = None
     predictions: bytes | None = None
+    folds: CrossValidation | None = None
+    fold_archives: dict[str, bytes] = field(default_factory=dict)
 
     @property
     def slug(self) -> str:
@@ -85,6 +90,10 @@ class Submission:
                 self.counts.write_parquet(staging / "counts.parquet")
             if self.predictions is not None:
                 (staging / ARCHIVE).write_bytes(self.predictions)
+            if self.folds is not None:
+                self.folds.save(staging / FOLDS_DIR)
+                for name, data in self.fold_archives.items():
+                    (staging / FOLDS_DIR / name).write_bytes(data)
             (staging / "meta.json").write_text(json.dumps(self.meta, indent=2, sort_keys=True) + "\n")
         return path
 
@@ -97,7 +106,13 @@ class Submission:
         meta = json.loads((path / "meta.json").read_text())
         tables = [pl.read_parquet(path / f) if (path / f).is_file() else None
                   for f in ("per_case.parquet", "counts.parquet")]
-        return cls(meta, *tables, (path / ARCHIVE).read_bytes() if (path / ARCHIVE).is_file() else None)
+        try:
+            folds = CrossValidation.load(path / FOLDS_DIR) if (path / FOLDS_DIR).is_dir() else None
+        except FileNotFoundError as err:
+            raise IncompleteSubmissionError(f"bundle {path}: {err}") from None
+        archives = {p.name: p.read_bytes() for p in sorted((path / FOLDS_DIR).glob("*.zip"))} if folds else {}
+        return cls(meta, *tables, (path / ARCHIVE).read_bytes() if (path / ARCHIVE).is_file() else None, folds,
+                   archives)
 
 
 def slugify(name: str) -> str:
@@ -188,18 +203,6 @@ def reported_submission(model: str, dataset: str, *, metric: str, mean: float, s
     return Submission(meta)
 
 
-def expected_manifest(dataset: str) -> pl.DataFrame:
-    """The manifest a board checks bundles against: the shipped one, else the local build's."""
-    shipped = shipped_manifest(dataset)
-    if shipped is not None:
-        return shipped
-    local = canonical_dir(dataset) / "manifest.csv"
-    if not local.is_file():
-        raise RevisionMismatchError(f"{dataset} has no shipped manifest and is not built here; build it "
-                                    f"(medseg-eval datasets build {dataset}) to check submissions against it.")
-    return read_manifest(local)
-
-
 def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Submission:
     """Check a bundle; return it with the tables the board computed, or raise a :class:`SubmissionError`
     that names it and says why.
@@ -244,7 +247,7 @@ def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Sub
     if meta.get("split") != spec.test_split:
         raise RevisionMismatchError(f"bundle {label}: scored on split {meta.get('split')!r}; boards rank the test "
                                     f"split {spec.test_split!r}.")
-    manifest = expected_manifest(spec.name)
+    manifest = _manifest(spec.name, label)
     if meta.get("manifest_sha256") != manifest_sha256(manifest):
         raise RevisionMismatchError(
             f"bundle {label}: scored against dataset manifest {str(meta.get('manifest_sha256'))[:12]}..., but "
@@ -258,12 +261,31 @@ def validate(bundle: Submission | str | Path, *, name: str | None = None) -> Sub
             + (f"; missing {len(lacking)} ({', '.join(lacking[:5])}{', ...' if len(lacking) > 5 else ''})"
                if lacking else "")
             + (f"; unknown {len(extra)} ({', '.join(extra[:5])})" if extra else "") + ".")
+    folds = _check_folds(sub, label)
     if meta["badge"] == "unverified":
-        return sub
+        return replace(sub, folds=folds)
     per_case, counts = rescore(meta, sub.predictions, expected, label=label)
     check_matches(sub.counts, counts, table="counts", label=label)
     check_matches(sub.per_case, per_case, table="per_case", label=label)
-    return replace(sub, per_case=per_case, counts=counts)
+    return replace(sub, per_case=per_case, counts=counts, folds=folds)
+
+
+def _check_folds(sub: Submission, label: str) -> CrossValidation | None:
+    """The bundle's cross-validation as checked here (:func:`.folds.check_folds`), or ``None`` without one."""
+    if sub.folds is None and sub.meta.get("cross_validation") is None:
+        return None
+    if sub.folds is None:
+        raise IncompleteSubmissionError(f"bundle {label}: meta.json records a cross-validation but the bundle has no "
+                                        f"{FOLDS_DIR}/ folder.")
+    return check_folds(sub.meta, sub.folds, sub.fold_archives, label=label)
+
+
+def _manifest(dataset: str, label: str) -> pl.DataFrame:
+    """The manifest bundles of ``dataset`` are checked against; none here: a :class:`RevisionMismatchError`."""
+    try:
+        return expected_manifest(dataset)
+    except DatasetNotBuiltError as err:
+        raise RevisionMismatchError(f"bundle {label}: {err}") from None
 
 
 def _check_parts(sub: Submission, label: str) -> None:
@@ -301,13 +323,21 @@ def check_not_duplicate(sub: Submission, board_dir: str | Path) -> None:
 
 
 def submit(results: Results | str | Path, model: str, board_dir: str | Path, *, predictions: Any = None,
-           badge: Badge = "verified", **metadata: Any) -> Path:
+           badge: Badge = "verified", cross_validation: CrossValidation | str | Path | None = None,
+           fold_predictions: Mapping[Any, Any] | None = None, **metadata: Any) -> Path:
     """Validate ``results`` as a bundle with its ``predictions`` and add it to ``board_dir/<dataset>/``.
 
     ``predictions`` (anything :func:`medseg_eval.evaluate` reads) must be those the results were
     computed from (same sha256); their label maps go into the bundle's ``predictions.zip`` and are
     scored again before anything is written. Without them the entry can only be ``"unverified"``,
     with ``predictions_withheld="why"``: listed apart, never ranked.
+
+    ``cross_validation`` (a :class:`~medseg_eval.stats.CrossValidation` or the folder it was saved
+    to) adds the model's held-out folds (and seeds) to the bundle; the board shows their mean ± sd
+    beside the test-split score. ``fold_predictions``, keyed as the folds are (fold, or
+    ``(fold, seed)``; each anything ``evaluate`` reads, or a trainer's run folder), carries each
+    fold's held-out predictions, which every build scores again; without them the fold numbers are
+    marked as the submitter's own computation from counts.
 
     Examples
     --------
@@ -327,6 +357,12 @@ def submit(results: Results | str | Path, model: str, board_dir: str | Path, *, 
         if badge == "unverified":
             raise SubmissionError(f"bundle {model}: predictions were given; submit it as 'verified' and it is ranked.")
         _attach_predictions(sub, predictions)
+    if cross_validation is not None:
+        sub.folds = load_cross_validation(cross_validation)
+        sub.fold_archives = fold_archives(sub.folds, fold_predictions or {}, label=model)
+        sub.meta["cross_validation"] = fold_record(sub.folds, sub.fold_archives)
+    elif fold_predictions is not None:
+        raise SubmissionError(f"bundle {model}: fold_predictions were given without cross_validation=...")
     validate(sub, name=model)
     check_not_duplicate(sub, board_dir)
     return sub.write(board_dir)

@@ -40,6 +40,7 @@ class Table:
     rows: list[list[Cell]]
     text: str
     notes: list[str] = field(default_factory=list)
+    html_only: tuple[int, ...] = ()  # columns the page shows and the README leaves out
 
 
 def _num(value: float | None, digits: int = 3) -> Cell:
@@ -107,6 +108,8 @@ def tables(b: Board) -> list[Table]:
                          ["#", "model", "badge", "Dice, mean [95% CI]", "mDice, pooled", *metrics,
                           "vs leader (Wilcoxon, Holm)", "rank 95% interval", "params (M)", "code", "paper",
                           "submitted"], rows, method_text(b)))
+    if not b.folds.is_empty():
+        out.append(_folds_table(b))
     if not b.unverified.is_empty():
         rows = [[Cell(r["model"]), _num(r["dice"]), *_entry_cells(r), Cell(r["predictions_withheld"]),
                  *_tail_cells(r)] for r in b.unverified.iter_rows(named=True)]
@@ -130,6 +133,36 @@ def tables(b: Board) -> list[Table]:
     return out
 
 
+FROM_COUNTS = ("† the submitter's own computation from counts: the folds' held-out predictions are not in the bundle, "
+               "so their per-case values were checked against their own pixel counts, and the folds against the "
+               "dataset's manifest (disjoint, each holding exactly its cases), but nothing was scored again.")
+
+
+def _folds_table(b: Board) -> Table:
+    """Each entry's mean ± sd over its held-out folds beside its test-split score, and the papers' fold spreads."""
+    rows = []
+    for r in b.folds.iter_rows(named=True):
+        dagger = "†" if r["badge"] != "reported" and not r["rescored"] else ""
+        spread = f" ± {r['sd']:.1f}" if r["sd"] is not None else ""
+        runs = (f"{r['n_folds']} folds" + (f" × {r['n_seeds']} seeds" if r["n_seeds"] > 1 else "")
+                if r["n_folds"] is not None else "–")
+        source = (r["citation"] if r["badge"] == "reported" else
+                  "scored again from its held-out predictions" if r["rescored"] else "from counts†")
+        rows.append([Cell(r["model"]), Cell(r["badge"]), Cell(runs, sort=r["n_folds"] or ""),
+                     Cell(f"{r['mean']:.1f}{spread}{dagger}", sort=r["mean"]),
+                     Cell(f"{r['min']:.1f}–{r['max']:.1f}" if r["min"] is not None else "–", sort=r["min"] or ""),
+                     _num(r["test"], 1), Cell(source)])
+    notes = [FROM_COUNTS] if any(not r["rescored"] and r["badge"] != "reported" for r in b.folds.iter_rows(named=True)) \
+        else []
+    return Table("folds", "Cross-validation (held-out folds of the training cases; not ranked)",
+                 ["model", "badge", "runs", "mDice (%) over folds, mean ± sd", "min–max over folds (%)",
+                  "mDice (%) on the test split, pooled", "fold numbers"], rows,
+                 ("mDice per fold: per class from the pixel counts summed over the fold's held-out cases, then the mean "
+                  "over classes (the founding study's number); mean and sd (ddof 1) over every fold of every seed. "
+                  "Papers' rows are their reported mean ± sd over folds, where they give one. The test-split column "
+                  "is the same entry's pooled mDice on the board's split."), notes, html_only=(4,))
+
+
 def render_markdown(b: Board) -> str:
     """The board as Markdown (a dataset's ``README.md``)."""
     lines = [f"# {get_spec(b.dataset).title}: leaderboard", "",
@@ -139,8 +172,9 @@ def render_markdown(b: Board) -> str:
         lines += [("No ranked entries yet: submit results with their predictions (`medseg-eval leaderboard submit "
                   "RESULTS --predictions PRED`)."), ""]
     for t in found:
-        lines += [f"## {t.title}", "", "| " + " | ".join(t.header) + " |", "|" + "---|" * len(t.header)]
-        lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in t.rows]
+        keep = [i for i in range(len(t.header)) if i not in t.html_only]
+        lines += [f"## {t.title}", "", "| " + " | ".join(t.header[i] for i in keep) + " |", "|" + "---|" * len(keep)]
+        lines += ["| " + " | ".join(_md_cell(row[i]) for i in keep) + " |" for row in t.rows]
         lines += ["", *(f"- {n}" for n in t.notes), *([""] if t.notes else []), t.text, ""]
     lines += ["## Badges", ""] + [f"- *{badge}*: {text}" for badge, text in BADGES.items()]
     return "\n".join(lines) + "\n"

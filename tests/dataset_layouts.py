@@ -25,6 +25,8 @@ class Layout:
     splits: dict[str, str] = field(default_factory=dict)  # case id -> split fixed by the release
     groups: dict[str, str] = field(default_factory=dict)  # case id -> group that must stay whole
     spacing: dict[str, tuple[float, float]] = field(default_factory=dict)
+    instances: dict[str, np.ndarray] = field(default_factory=dict)  # case id -> expected instance map
+    roi: dict[str, np.ndarray] = field(default_factory=dict)  # case id -> expected region of interest
 
     def zip_into(self, root: Path, served: Path) -> list[str]:
         """Write the archives into ``served``; return their names."""
@@ -165,7 +167,7 @@ def glas(root: Path) -> Layout:
         save(root / folder / f"{case}.bmp", photo(rng, 22, 28))
         save(root / folder / f"{case}_anno.bmp", instances)
         rows.append(f"{case}, {patient}, benign, healthy")
-        layout.masks[case] = (instances > 0).astype(np.uint8)
+        layout.masks[case], layout.instances[case] = (instances > 0).astype(np.uint8), instances
         layout.splits[case] = "train" if case.startswith("train") else "test"
         layout.groups[case] = f"patient-{patient}"
     (root / folder / "Grade.csv").write_text("\n".join(rows) + "\n")
@@ -192,16 +194,18 @@ def monuseg(root: Path) -> Layout:
              "TCGA-2Z-A9J9-01A-01-TS1": ("test", root / "MoNuSegTestData", root / "MoNuSegTestData")}
     for case, (split, images, xml_folder) in cases.items():
         mask = np.zeros((40, 50), np.uint8)
+        ids = np.zeros((40, 50), np.int64)
         rectangles = []
-        for _ in range(4):
+        for number in range(1, 5):
             x0, y0 = int(rng.integers(0, 40)), int(rng.integers(0, 30))
             x1, y1 = x0 + int(rng.integers(2, 9)), y0 + int(rng.integers(2, 9))
             rectangles.append((x0, y0, x1, y1))
             mask[y0:y1 + 1, x0:x1 + 1] = 1  # filled polygon, boundary included (X = column, Y = row)
+            ids[y0:y1 + 1, x0:x1 + 1] = number  # the k-th region is nucleus k; a later one overwrites
         save(images / f"{case}.tif", photo(rng, 40, 50, 3))
         xml_folder.mkdir(parents=True, exist_ok=True)
         (xml_folder / f"{case}.xml").write_text(_aperio_xml(rectangles))
-        layout.masks[case], layout.splits[case] = mask[:40, :50], split
+        layout.masks[case], layout.splits[case], layout.instances[case] = mask[:40, :50], split, ids
     (root / "__MACOSX").mkdir()
     (root / "__MACOSX" / "._junk").write_bytes(b"\x00\x05")
     return layout
@@ -218,6 +222,30 @@ def kvasir_seg(root: Path) -> Layout:
         layout.masks[case] = mask
         layout.splits[case] = "validation" if i < 2 else "train"
     (root / "Kvasir-SEG" / "kavsir_bboxes.json").write_text("{}")
+    return layout
+
+
+def drive(root: Path) -> Layout:
+    """DRIVE's layout, with a round field of view; its split lives in a shipped manifest, so a test builds it
+    with the package's manifests out of the way (not in MAKERS)."""
+    rng, layout = _rng(9), Layout({"DRIVE.zip": ["DRIVE"]}, {})
+    h, w = 30, 32
+    rows, cols = np.mgrid[:h, :w]
+    fov = (rows - h / 2) ** 2 + (cols - w / 2) ** 2 < (0.45 * h) ** 2
+    for folder, kind, numbers in (("training", "training", (21, 22)), ("test", "test", (1, 2, 3))):
+        for n in numbers:
+            vessels = np.zeros((h, w), np.uint8)
+            for _ in range(3):  # thin lines, some crossing: components and holes for the topology metrics
+                r, c = int(rng.integers(2, h - 2)), int(rng.integers(2, w - 2))
+                vessels[r, 2:w - 2] = 1 if rng.random() < 0.5 else vessels[r, 2:w - 2]
+                vessels[2:h - 2, c] = 1
+            base = root / "DRIVE" / folder
+            save(base / "images" / f"{n:02d}_{kind}.tif", photo(rng, h, w))
+            save(base / "1st_manual" / f"{n:02d}_manual1.gif", vessels * 255)
+            save(base / "mask" / f"{n:02d}_{kind}_mask.gif", fov.astype(np.uint8) * 255)
+            case = f"{n:02d}_{kind}"
+            layout.masks[case], layout.roi[case] = vessels, fov
+            layout.splits[case] = "train" if folder == "training" else "test"
     return layout
 
 

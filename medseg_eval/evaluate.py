@@ -24,12 +24,12 @@ from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
     CaseReader,
     PredictionLabelError,
-    PredictionShapeError,
     distinct_values,
     only_0_and_255,
     open_predictions,
     preview,
 )
+from .resolution import check_shapes, resized
 from .results import Results
 
 #: Scored on the caller's own targets when ``metrics`` is not given; on a dataset the default is the set
@@ -177,7 +177,7 @@ def evaluate(
             truth, class_names, provenance, targets_read = _own_truth(targets, spacing, num_classes, stack)
             predictions = stack.enter_context(open_predictions(preds, sorted(truth.shapes),
                                                                num_classes=len(class_names)))
-        resized = _check_shapes(predictions.shapes, truth.shapes, resize, predictions.shape_hint)
+        resized = check_shapes(predictions.shapes, truth.shapes, resize, predictions.shape_hint)
         dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto"
                            else device)
         with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
@@ -314,33 +314,6 @@ def _infer_classes(found: CaseReader) -> int:
     return 2 if top in (0, 255) else top + 1
 
 
-def _resized(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``mask`` resized to ``shape`` by nearest neighbour (``resize="nearest"``, checked before scoring); instance
-    ids (int64 below :data:`~medseg_eval.instance_scoring.INSTANCE_ID_LIMIT`) go through PIL's 32-bit mode."""
-    from PIL import Image
-
-    image = Image.fromarray(mask if mask.dtype == np.uint8 else mask.astype(np.int32))
-    return np.asarray(image.resize(shape[::-1], Image.NEAREST)).astype(mask.dtype)
-
-
-def _check_shapes(pred_shapes: dict[str, tuple[int, int]], truth_shapes: dict[str, tuple[int, int]],
-                  resize: str | None, hint: Callable[[str, tuple[int, int]], str]) -> dict[str, str]:
-    """The rule recorded for ``resize`` (none when every size matches), or the error naming the cases
-    (with ``hint(case_id, truth_shape)``'s explanation of the first, e.g. a transposed NIfTI file)."""
-    wrong = sorted(c for c, shape in pred_shapes.items() if shape != truth_shapes[c])
-    if not wrong:
-        return {}
-    if resize is None:
-        examples = ", ".join(f"{c} ({pred_shapes[c][0]}x{pred_shapes[c][1]} vs "
-                             f"{truth_shapes[c][0]}x{truth_shapes[c][1]})" for c in wrong[:3])
-        raise PredictionShapeError(
-            f"{len(wrong)} prediction(s) differ in size from their ground truth: {examples}"
-            f"{', ...' if len(wrong) > 3 else ''}.{hint(wrong[0], truth_shapes[wrong[0]])} Ground truth is scored at "
-            'its canonical resolution: predict at that size, or pass resize="nearest" to resize the predictions '
-            "(recorded).")
-    return {"resize": f"nearest-neighbour resize to the ground truth's size ({preview(wrong, 3)})"}
-
-
 def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str], metrics: list[str],
            device: torch.device, batch_size: int, progress: bool, with_lesions: bool, options: dict,
            scoring: InstanceScoring | None):
@@ -355,7 +328,7 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
     with tqdm(total=len(truth.shapes), desc="scoring", unit="case", disable=not progress) as bar:
         for window, batches in plan(truth.shapes, num_classes, batch_size):
             masks, targets = predictions.read(window), truth.read(window)
-            masks = [m if m.shape == t.shape else _resized(m, t.shape) for m, (t, _) in zip(masks, targets)]
+            masks = [m if m.shape == t.shape else resized(m, t.shape) for m, (t, _) in zip(masks, targets)]
             if scoring is not None:
                 if scoring.metrics:
                     objects.update(scoring.score(window, masks, truth.read_instances(window), truth.spacing,

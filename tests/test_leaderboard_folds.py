@@ -215,3 +215,27 @@ def test_fold_predictions_must_be_those_the_folds_were_scored_from(env, folds, t
         leaderboard.submit(env[128][0], "t128", tmp_path, predictions=env[128][2], cross_validation=folds[128][0],
                            fold_predictions={k: v for k, v in folds[128][1].items() if k < 4})
     assert not (tmp_path / DATASET).exists()
+
+
+def test_cli_submit_takes_the_cross_validation_and_fold_predictions(scored, folds, env, tmp_path) -> None:
+    from medseg_eval.cli import main
+
+    def as_folder(predictions: dict, folder: Path) -> str:
+        folder.mkdir(parents=True)
+        for case_id, mask in predictions.items():
+            np.save(folder / f"{case_id}.npy", np.asarray(mask))
+        return str(folder)
+
+    cv, fold_predictions = folds[128]
+    cv_dir = cv.save(tmp_path / "cv")
+    results_dir = env[128][1]
+    args = ["leaderboard", "submit", str(results_dir), "--model", "cli-t128", "--board-dir", str(tmp_path / "board"),
+            "--predictions", as_folder(env[128][2], tmp_path / "test-preds"), "--cv", str(cv_dir)]
+    for fold, predictions in fold_predictions.items():
+        args += ["--fold-predictions", f"{fold}={as_folder(predictions, tmp_path / f'fold{fold}')}"]
+    assert main(args) == 0
+    bundle = tmp_path / "board" / DATASET / "cli-t128"
+    meta = json.loads((bundle / "meta.json").read_text())
+    assert sorted(meta["cross_validation"]["folds"]) == sorted(fold_predictions)
+    assert all((bundle / FOLDS_DIR / archive_name(fold, None)).is_file() for fold in fold_predictions)
+    assert main(["leaderboard", "validate", "--board-dir", str(tmp_path / "board")]) == 0

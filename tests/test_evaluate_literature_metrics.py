@@ -218,3 +218,49 @@ def test_instance_scoring_needs_instance_ground_truth(tmp_path, home):
         evaluate(targets, "kvasir-seg", instances=True, progress=False)
     with pytest.raises(OptionError, match="Unknown metric"):
         evaluate(targets, targets=targets, metrics=["object_f2"], progress=False)
+
+
+def test_a_copy_built_without_instances_asks_for_a_rebuild(tmp_path, home, monkeypatch):
+    import dataclasses
+
+    from medseg_eval.datasets import SourceFormatError
+    from medseg_eval.datasets import registry as registry_module
+
+    spec = get_spec("glas")
+    MAKERS["glas"](tmp_path / "release")
+    with monkeypatch.context() as before:  # as builder version 1 wrote it: no instances column, no hash
+        before.setitem(registry_module._REGISTRY, "glas", dataclasses.replace(spec, instances=None, builder_version=1))
+        with pytest.warns(UnpinnedManifestWarning):
+            build("glas", tmp_path / "release", progress=False)
+    masks = {r["case_id"]: np.asarray(r["mask"]) for r in load_dataset("glas", split="test")}
+    with pytest.raises(SourceFormatError, match="holds no instance maps.*rebuild it"):
+        evaluate(masks, "glas", progress=False)
+    assert evaluate(masks, "glas", metrics=["dice"], progress=False).per_case.height == len(masks)
+
+
+def test_cases_of_several_sizes_are_scored_at_their_own_size(tmp_path, home):
+    """An empty prediction's object Hausdorff is its own image's diagonal, not that of a padded batch."""
+    MAKERS["glas"](tmp_path / "release")
+    folder = tmp_path / "release" / "Warwick QU Dataset (Released 2016_07_08)"
+    ids = np.zeros((30, 20), np.uint8)
+    ids[3:9, 4:12], ids[15:25, 2:7] = 1, 2
+    Image.fromarray(np.zeros((30, 20, 3), np.uint8)).save(folder / "testB_1.bmp")
+    Image.fromarray(ids).save(folder / "testB_1_anno.bmp")
+    with pytest.warns(UnpinnedManifestWarning):
+        build("glas", tmp_path / "release", progress=False)
+    truth = {r["case_id"]: np.asarray(r["instances"]).astype(np.int64) for r in load_dataset("glas", split="test")}
+    preds = {c: v.copy() for c, v in truth.items()}
+    preds["testB_1"][:] = 0
+    res = evaluate(preds, "glas", instances=True, progress=False)
+    hausdorff = _values(res, "object_hausdorff")
+    assert hausdorff["testB_1"] == pytest.approx(np.hypot(30, 20), rel=1e-12)
+    assert hausdorff["testA_1"] == 0.0 and _values(res, "object_f1")["testB_1"] == 0.0
+
+
+def test_object_f1_and_dice_of_a_batch_without_any_object_follow_the_empty_policy():
+    target = torch.zeros(2, 8, 8, dtype=torch.long)
+    target[0, 2:5, 2:5] = 1
+    none = torch.zeros_like(target)
+    for pred, gt in ((none, target), (target, none)):
+        out = instance_metrics(pred, gt, ["object_f1", "object_dice"])
+        assert out["object_f1"].tolist() == [0.0, 1.0] and out["object_dice"].tolist() == [0.0, 1.0]

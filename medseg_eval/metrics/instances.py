@@ -172,8 +172,9 @@ def _glas_overlap(p: _Objects, g: _Objects, pairs: _Pairs, batch: int) -> dict[s
     """GlaS's object F1 and object Dice, from each object's most-overlapped partner."""
     g_of_p, inter_p = _most_overlapped(pairs.pred, pairs.target, pairs.inter, p.count, g.count)
     p_of_g, inter_g = _most_overlapped(pairs.target, pairs.pred, pairs.inter, g.count, p.count)
-    partner_area_p = torch.where(g_of_p >= 0, g.area[g_of_p.clamp_min(0)], 0)
-    partner_area_g = torch.where(p_of_g >= 0, p.area[p_of_g.clamp_min(0)], 0)
+    # Index 0 of the padded areas stands for "no partner" (-1), also where the other map has no object at all.
+    partner_area_p = torch.cat([g.area.new_zeros(1), g.area])[g_of_p + 1]
+    partner_area_g = torch.cat([p.area.new_zeros(1), p.area])[p_of_g + 1]
     # Strictly more than half of the partner (F1score.m: areaOverlap / areaGTObj > 0.5).
     tp = _per_image(p.image, (2 * inter_p > partner_area_p) & (g_of_p >= 0), batch)
     n_p, n_g = _per_image(p.image, torch.ones_like(p.area), batch), _per_image(g.image, torch.ones_like(g.area), batch)

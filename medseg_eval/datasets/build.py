@@ -217,7 +217,8 @@ def build(name: str, source: str | Path | Sequence[str | Path] | None = None, *,
                     mismatched_instances.append(case.case_id)
         if mismatched or mismatched_instances:
             raise ManifestMismatchError(spec.name, mismatched=mismatched, mismatched_instances=mismatched_instances,
-                                        hint="These masks differ from the canonical ones: is --source the unmodified official release?")
+                                        hint="These masks or instance maps differ from the canonical ones: is --source the unmodified official "
+                                             "release?")
         for writer in writers.values():
             writer.close()
         manifest, info = _keep(folder, staging, kept, manifest_frame(rows))

@@ -14,6 +14,7 @@ import polars as pl
 
 from ._atomic import atomic_directory
 from .bootstrap import case_resamples, percentile_interval
+from .errors import ArgumentError
 from .metrics.lesions import DEFAULT_SIZE_BINS, recall_by_size
 
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
@@ -80,7 +81,7 @@ class Results:
         [('dice', 'mean', 1.0, 1.0, 1.0), ('dice', 'pooled', 1.0, 1.0, 1.0)]
         """
         if not 0 < confidence < 1:
-            raise ValueError(f"`confidence` must lie in (0, 1), got {confidence}.")
+            raise ArgumentError(f"`confidence` must lie in (0, 1), got {confidence}.")
         case_ids = sorted(self.per_case["case_id"].unique().to_list())
         index = {c: i for i, c in enumerate(case_ids)}
         resamples = case_resamples(len(case_ids), n_boot, seed)
@@ -148,7 +149,7 @@ class Results:
         Areas in pixels, or in squared spacing units with ``in_mm2``. An empty bin has recall NaN.
         """
         if self.lesions is None:
-            raise ValueError("these results hold no lesions; evaluate with a lesion metric such as 'lesion_recall'.")
+            raise ArgumentError("these results hold no lesions; evaluate with a lesion metric such as 'lesion_recall'.")
         classes = self.lesions.select("class_id", "class").unique().sort("class_id")
         out = recall_by_size(self.lesions, size_bins, size="area_mm2" if in_mm2 else "area",
                              classes=classes["class_id"].to_list(), class_column="class_id")
@@ -195,14 +196,31 @@ def pooled_value(metric: str, tp: float, fp: float, fn: float) -> float:
     """Pooled Dice or IoU (:data:`POOLED`) of pixel counts summed over cases; 1.0 where nothing is anywhere.
 
     Nothing predicted and nothing to find, in any case, is perfect, as it is per case. Results'
-    summaries and the leaderboards' pooled mDice both come from here.
+    summaries and the leaderboards' pooled mDice both come from here (through :func:`pooled_values`).
 
     Examples
     --------
     >>> pooled_value("dice", 2, 1, 0), pooled_value("iou", 2, 1, 1), pooled_value("dice", 0, 0, 0)
     (0.8, 0.5, 1.0)
     """
-    return POOLED[metric](tp, fp, fn) if tp + fp + fn > 0 else 1.0
+    return float(pooled_values(metric, tp, fp, fn))
+
+
+def pooled_values(metric: str, tp: np.ndarray | float, fp: np.ndarray | float, fn: np.ndarray | float) -> np.ndarray:
+    """:func:`pooled_value` elementwise over arrays of summed counts (e.g. one per fold or bootstrap resample).
+
+    The one definition of pooled Dice and IoU: cross-validation summaries take it on their resamples'
+    sums, :func:`pooled_value` on one set of sums.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pooled_values("dice", np.array([2.0, 0.0]), np.array([1.0, 0.0]), np.array([0.0, 0.0])).tolist()
+    [0.8, 1.0]
+    """
+    tp, fp, fn = np.asarray(tp, dtype=np.float64), np.asarray(fp, dtype=np.float64), np.asarray(fn, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tp + fp + fn > 0, POOLED[metric](tp, fp, fn), 1.0)
 
 
 def _nanmean_rows(x: np.ndarray) -> np.ndarray:

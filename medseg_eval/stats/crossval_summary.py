@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from ..bootstrap import hierarchical_resamples, percentile_interval
-from ..results import POOLED
+from ..results import POOLED, pooled_values
 
 if TYPE_CHECKING:
     from .crossval import CrossValidation
@@ -32,11 +32,7 @@ def _ratio(sums: np.ndarray) -> np.ndarray:
 
 def _pooled(metric: str) -> Statistic:
     def statistic(sums: np.ndarray) -> np.ndarray:
-        tp, fp, fn = sums[..., 0], sums[..., 1], sums[..., 2]
-        total = tp + fp + fn
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # Nothing anywhere is perfect, as per case and in Results.summary.
-            return np.where(total > 0, POOLED[metric](tp, fp, fn), 1.0)
+        return pooled_values(metric, sums[..., 0], sums[..., 1], sums[..., 2])
     return statistic
 
 

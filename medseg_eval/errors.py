@@ -23,3 +23,18 @@ class MedsegEvalError(Exception):
     ...     print(type(err).__name__)
     ShapeMismatchError
     """
+
+
+class ArgumentError(MedsegEvalError, ValueError):
+    """A public function or command got an argument value it cannot take; the message names the argument,
+    what it accepts and the fix.
+
+    Examples
+    --------
+    >>> import numpy as np, medseg_eval
+    >>> gt = {"a": np.ones((4, 4), np.uint8)}
+    >>> medseg_eval.evaluate(gt, targets=gt, batch_size=0, progress=False)
+    Traceback (most recent call last):
+    ...
+    medseg_eval.errors.ArgumentError: `batch_size` must be a positive integer (cases scored together), got 0.
+    """

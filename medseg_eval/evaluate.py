@@ -19,6 +19,8 @@ from .datasets import get_spec, manifest_sha256
 from .datasets.errors import ManifestMismatchError
 from .datasets.registry import STANDARD_METRICS
 from .datasets.truth import split_truth
+from .devices import resolve_device
+from .errors import ArgumentError
 from .instance_scoring import INSTANCE_ID_LIMIT, InstanceScoring, split_metrics
 from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
@@ -147,7 +149,7 @@ def evaluate(
     [('case1', 0.8888888888888888), ('case2', 1.0)]
     """
     if (dataset is None) == (targets is None):
-        raise ValueError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
+        raise ArgumentError("give either `dataset` (a registered name) or `targets` (your own ground truth), not both.")
     # Options are checked before any file is read.
     spec = None if dataset is None else get_spec(dataset)
     if metrics is None:
@@ -158,16 +160,17 @@ def evaluate(
     empty = as_policy(empty, engine.EmptyPolicy, "empty")
     lesions = as_policy(lesions, engine.LesionCriteria, "lesions")
     if resize not in (None, "nearest"):
-        raise ValueError(f'`resize` must be None or "nearest", got {resize!r}.')
+        raise ArgumentError(f'`resize` must be None or "nearest", got {resize!r}.')
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"`batch_size` must be a positive integer (cases scored together), got {batch_size!r}.")
+        raise ArgumentError(f"`batch_size` must be a positive integer (cases scored together), got {batch_size!r}.")
+    dev = resolve_device(device)
     provenance: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:  # unpacked zips live until every case is scored
         targets_read = None
         if dataset is not None:
             given = [k for k, v in (("spacing", spacing), ("num_classes", num_classes)) if v is not None]
             if given:
-                raise ValueError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's "
+                raise ArgumentError(f"{dataset}: {' and '.join(f'`{k}`' for k in given)} come from the dataset's "
                                  "manifest; drop them, or score your own ground truth with `targets=`.")
             truth, class_names, provenance = _dataset_truth(dataset, split, verify_ground_truth, download, progress)
             ids = sorted(truth.shapes)
@@ -178,8 +181,6 @@ def evaluate(
             predictions = stack.enter_context(open_predictions(preds, sorted(truth.shapes),
                                                                num_classes=len(class_names)))
         resized = check_shapes(predictions.shapes, truth.shapes, resize, predictions.shape_hint)
-        dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto"
-                           else device)
         with_lesions = any(m in engine.LESION_METRICS for m in engine_metrics)
         per_case, counts, lesion_rows = _score(
             predictions, truth, class_names, engine_metrics, dev, batch_size, progress, with_lesions,

@@ -17,6 +17,8 @@ def _package_exception_classes() -> list[type[BaseException]]:
     """Every exception class (warnings aside) defined in a module of the package that imports without extras."""
     found = []
     for info in pkgutil.walk_packages(medseg_eval.__path__, "medseg_eval."):
+        if info.name.endswith(".__main__"):  # runs the command line when imported
+            continue
         try:
             module = importlib.import_module(info.name)
         except ImportError:  # an optional extra (plots, train) that is not installed
@@ -64,3 +66,13 @@ def test_cuda_on_a_machine_without_it_is_a_clear_error(monkeypatch) -> None:
     with pytest.raises(DeviceUnavailableError, match="unknown device"):
         resolve_device("gpu")
     assert resolve_device("auto") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 0}, {"resize": "bilinear"}, {"device": "gpu"}])
+def test_bad_evaluate_options_are_package_errors_before_any_file_is_read(tmp_path, kwargs) -> None:
+    from medseg_eval.errors import ArgumentError
+
+    missing = tmp_path / "not-there"  # never read: options are checked first
+    with pytest.raises(MedsegEvalError) as caught:
+        medseg_eval.evaluate(str(missing), targets=str(missing), progress=False, **kwargs)
+    assert isinstance(caught.value, ArgumentError | medseg_eval.devices.DeviceUnavailableError)

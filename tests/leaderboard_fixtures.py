@@ -5,10 +5,16 @@ Import ``scored`` and ``env`` into a test module to use them.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 import pytest
 
 import medseg_eval
+from medseg_eval.leaderboard.bundle import table_sha256
 
 THRESHOLDS = (100, 128, 160)
 
@@ -60,3 +66,13 @@ def held_out_folds(threshold: int) -> tuple[dict, dict]:
                                              num_classes=get_spec("synthetic-lesions").num_classes,
                                              metrics=["dice", "iou", "hd95"], progress=False)
     return results, predictions
+
+
+def sign(bundle: Path, **changes) -> None:
+    """Write the bundle's meta.json with ``changes`` and every hash recomputed from its files, as a forger would."""
+    meta = {**json.loads((bundle / "meta.json").read_text()), **changes}
+    meta["per_case_sha256"] = table_sha256(pl.read_parquet(bundle / "per_case.parquet"))
+    meta["counts_sha256"] = table_sha256(pl.read_parquet(bundle / "counts.parquet"))
+    if (bundle / "predictions.zip").is_file():
+        meta["predictions_archive_sha256"] = hashlib.sha256((bundle / "predictions.zip").read_bytes()).hexdigest()
+    (bundle / "meta.json").write_text(json.dumps(meta))

@@ -6,7 +6,6 @@ changes and recomputes every hash meta.json records for it (tables, archive), as
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
@@ -21,11 +20,11 @@ from PIL import Image
 import medseg_eval.archives
 from medseg_eval import leaderboard
 from medseg_eval.cli import main
-from medseg_eval.leaderboard.bundle import table_sha256
 
 from . import leaderboard_fixtures
 
 scored, env = leaderboard_fixtures.scored, leaderboard_fixtures.env
+_sign = leaderboard_fixtures.sign
 DATASET = "synthetic-lesions"
 
 
@@ -50,16 +49,6 @@ def bundle(honest, env, tmp_path):
 
 def _meta(bundle: Path) -> dict:
     return json.loads((bundle / "meta.json").read_text())
-
-
-def _sign(bundle: Path, **changes) -> None:
-    """Write meta.json with ``changes`` and every hash recomputed from the files, as a forger would."""
-    meta = {**_meta(bundle), **changes}
-    meta["per_case_sha256"] = table_sha256(pl.read_parquet(bundle / "per_case.parquet"))
-    meta["counts_sha256"] = table_sha256(pl.read_parquet(bundle / "counts.parquet"))
-    if (bundle / "predictions.zip").is_file():
-        meta["predictions_archive_sha256"] = hashlib.sha256((bundle / "predictions.zip").read_bytes()).hexdigest()
-    (bundle / "meta.json").write_text(json.dumps(meta))
 
 
 def _edit_table(bundle: Path, name: str, **columns) -> None:

@@ -2,7 +2,9 @@
 
 ``predictions.zip`` holds ``<case_id>.png`` for every case, stored (PNG is already compressed):
 1-bit PNG where a label map is binary (a Kvasir-SEG run of 120 cases: 0.3 MB), 8-bit grey
-otherwise. The archive is hashed whole (its sha256 is in ``meta.json``), so it is written once and
+where its labels fit a byte, else 16-bit grey: the instance maps of GlaS or MoNuSeg predictions
+(``evaluate(..., instances=True)``) keep every object id up to :data:`MAX_LABEL`, as the canonical
+copies store theirs (:func:`medseg_eval.datasets.canonical.encode_instances`). The archive is hashed whole (its sha256 is in ``meta.json``), so it is written once and
 its bytes never depend on the machine that reads it. Anyone can open it with any zip tool and
 any PNG reader.
 
@@ -23,39 +25,57 @@ import numpy as np
 from PIL import Image
 
 from .. import archives
+from ..datasets.canonical import MAX_INSTANCE_ID, encode_instances
 from .errors import SubmissionError
 
 ARCHIVE = "predictions.zip"
 MAX_PIXELS = 2**26
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: The largest label (class or instance id) a bundle stores: 16-bit grey PNG's.
+MAX_LABEL = MAX_INSTANCE_ID
+#: PNG modes a member may decode to: 1-bit, 8-bit grey, 16-bit grey (as Pillow versions name it).
+_MODES = ("1", "L", "I;16", "I;16B", "I")
 
 
 def write_archive(masks: Mapping[str, np.ndarray]) -> bytes:
-    """The bytes of ``predictions.zip`` for label maps ``case_id -> [H, W]`` with labels 0..255.
+    """The bytes of ``predictions.zip`` for label maps ``case_id -> [H, W]`` with labels 0..:data:`MAX_LABEL`
+    (class ids, or instance ids: 16-bit where an id exceeds 255).
 
     Examples
     --------
     >>> import numpy as np
-    >>> data = write_archive({"a": np.eye(3, dtype=np.uint8), "b": np.full((2, 2), 2, np.uint8)})
+    >>> data = write_archive({"a": np.eye(3, dtype=np.uint8), "b": np.full((2, 2), 2, np.uint8),
+    ...                       "c": np.array([[0, 300], [65535, 7]])})
     >>> {k: v.tolist() for k, v in read_archive(data, label="example").items()}
-    {'a': [[1, 0, 0], [0, 1, 0], [0, 0, 1]], 'b': [[2, 2], [2, 2]]}
+    {'a': [[1, 0, 0], [0, 1, 0], [0, 0, 1]], 'b': [[2, 2], [2, 2]], 'c': [[0, 300], [65535, 7]]}
     """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
         for case_id in sorted(masks):
             mask = np.asarray(masks[case_id])
-            if mask.ndim != 2 or mask.dtype.kind not in "biu" or (mask.size and (mask.min() < 0 or mask.max() > 255)):
-                raise SubmissionError(f"case {case_id}: a bundle stores label maps [H, W] with labels 0..255, got "
+            if mask.ndim != 2 or mask.dtype.kind not in "biu":
+                raise SubmissionError(f"case {case_id}: a bundle stores label maps [H, W] of integers, got "
                                       f"{mask.dtype} {mask.shape}.")
-            image = Image.fromarray(mask.astype(bool) if mask.size and mask.max() <= 1 else mask.astype(np.uint8))
-            png = io.BytesIO()
-            image.save(png, format="PNG", optimize=True)
-            archive.writestr(zipfile.ZipInfo(f"{case_id}.png"), png.getvalue())  # fixed 1980 date: same bytes
+            top = int(mask.max()) if mask.size else 0
+            if mask.size and (mask.min() < 0 or top > MAX_LABEL):
+                raise SubmissionError(f"case {case_id}: labels range from {mask.min()} to {top}; a bundle stores "
+                                      f"0..{MAX_LABEL} (16-bit PNG). Number the objects of an instance map "
+                                      "consecutively and evaluate again.")
+            archive.writestr(zipfile.ZipInfo(f"{case_id}.png"), _encode(mask, top))  # fixed 1980 date: same bytes
     return buffer.getvalue()
 
 
+def _encode(mask: np.ndarray, top: int) -> bytes:
+    """PNG bytes of a checked label map: 1-bit (binary), 8-bit grey, or 16-bit grey above 255."""
+    if top > 255:
+        return encode_instances(mask)
+    png = io.BytesIO()
+    Image.fromarray(mask.astype(bool) if top <= 1 else mask.astype(np.uint8)).save(png, format="PNG", optimize=True)
+    return png.getvalue()
+
+
 def read_archive(data: bytes, *, label: str, case_ids: Collection[str] | None = None) -> dict[str, np.ndarray]:
-    """Label maps ``case_id -> uint8 [H, W]`` of a ``predictions.zip``; a :class:`SubmissionError` naming the
+    """Label maps ``case_id -> [H, W]`` of a ``predictions.zip`` (uint8, or uint16 from 16-bit members); a :class:`SubmissionError` naming the
     bundle ``label`` and the member otherwise (see the module docstring for what is refused). With
     ``case_ids``, a member of another name is refused before anything is decoded.
 
@@ -106,10 +126,10 @@ def _decode(data: bytes, where: str) -> np.ndarray:
         raise SubmissionError(f"{where}: not PNG data (its first bytes are {data[:8]!r}).")
     try:
         with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-            if image.width * image.height > MAX_PIXELS or image.mode not in ("1", "L"):
+            if image.width * image.height > MAX_PIXELS or image.mode not in _MODES:
                 raise SubmissionError(f"{where}: a {image.mode} image of {image.width}x{image.height}; label maps "
-                                      f"are 1-bit or 8-bit grey PNGs of at most {MAX_PIXELS} pixels.")
-            return np.asarray(image).astype(np.uint8)
+                                      f"are 1-bit, 8-bit or 16-bit grey PNGs of at most {MAX_PIXELS} pixels.")
+            return np.asarray(image).astype(np.uint8 if image.mode in ("1", "L") else np.uint16)
     except SubmissionError:
         raise
     except Exception as err:  # noqa: BLE001 -- any decoder failure (truncated, bomb, bad CRC) is this member's

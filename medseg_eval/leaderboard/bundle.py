@@ -39,7 +39,7 @@ from .errors import (
     TamperedSubmissionError,
 )
 from .folds import FOLDS_DIR, check_folds, fold_archives, fold_record, load_cross_validation
-from .rescore import check_counts, check_matches, check_settings, rescore
+from .rescore import check_counts, check_matches, check_settings, prediction_classes, rescore
 
 __all__ = ["BADGES", "DuplicateSubmissionError", "IncompleteSubmissionError", "RevisionMismatchError",
            "SettingsMismatchError", "Submission", "SubmissionError", "TamperedSubmissionError", "reported_submission",
@@ -369,13 +369,14 @@ def submit(results: Results | str | Path, model: str, board_dir: str | Path, *, 
 
 
 def _attach_predictions(sub: Submission, predictions: Any) -> None:
-    """Read ``predictions`` as ``evaluate`` does and put their label maps in the bundle's archive."""
+    """Read ``predictions`` as ``evaluate`` did (label maps, or instance maps as recorded) and put them in the
+    bundle's archive."""
     from ..predictions import read_predictions
 
     p, spec = sub.meta["provenance"], get_spec(sub.meta["dataset"])
     manifest = expected_manifest(spec.name)
     ids = sorted(manifest.filter(pl.col("split") == spec.test_split)["case_id"].to_list())
-    read = read_predictions(predictions, ids, num_classes=len(p["classes"]), match=spec.match_file(ids))
+    read = read_predictions(predictions, ids, num_classes=prediction_classes(p), match=spec.match_file(ids))
     if read.sha256 != p.get("predictions_sha256"):
         raise TamperedSubmissionError(f"bundle {sub.meta['model']}: the predictions given are not those the results "
                                       "were computed from (sha256 differs).")

@@ -3,8 +3,9 @@
 A bundle's tables are caches. :func:`check_counts` holds every bundle's per-case overlap values to
 the confusion counts they derive from (Dice = 2TP / (2TP + FP + FN), ...), and its empty flags to
 the same counts. :func:`rescore` scores the bundle's ``predictions.zip`` against the canonical
-ground truth with the board's settings (:data:`BOARD_SETTINGS`) and returns what it computed; the
-stored tables must agree with it, counts exactly and values to :data:`RTOL` (what the engine's own
+ground truth with the board's settings (:data:`BOARD_SETTINGS`) and the evaluate settings the
+bundle records that change its numbers (its metrics; instance maps or semantic masks, from
+``provenance["instances"]``) and returns what it computed; the stored tables must agree with it, counts exactly and values to :data:`RTOL` (what the engine's own
 exactness to the references allows across versions), or the bundle is refused as tampered.
 """
 
@@ -18,8 +19,15 @@ import polars as pl
 import torch
 
 from ..datasets import get_spec
-from ..metrics import EmptyPolicy, LesionCriteria
-from ..metrics.conventions import DEFAULT_CONVENTION, LESION_METRICS, OVERLAP_METRICS
+from ..instance_scoring import INSTANCE_ID_LIMIT, InstanceScoring
+from ..metrics import EmptyPolicy, LesionCriteria, TopologyOptions
+from ..metrics.conventions import (
+    DEFAULT_CONVENTION,
+    INSTANCE_METRICS,
+    LESION_METRICS,
+    OVERLAP_METRICS,
+    TOPOLOGY_METRICS,
+)
 from ..metrics.overlap import ConfusionCounts, overlap_metric
 from ..prediction_errors import PredictionError
 from .archive import ARCHIVE, read_archive
@@ -30,13 +38,59 @@ BOARD_SETTINGS: dict[str, Any] = {"convention": DEFAULT_CONVENTION, "empty_polic
                                   "percentile": 95.0, "tolerance": 2.0}
 RTOL, ATOL = 1e-6, 1e-9
 COUNTS = ("tp", "fp", "fn", "tn")
+#: Topology metrics whose options ``evaluate`` records (``provenance["topology_options"]``).
+_RECORDED_TOPOLOGY = tuple(m for m in TOPOLOGY_METRICS if m != "boundary_f1")
+
+
+def instance_predictions(provenance: dict[str, Any]) -> bool:
+    """Whether the results were scored from instance maps (``evaluate(..., instances=True)``), as recorded.
+
+    Examples
+    --------
+    >>> instance_predictions({"instances": {"instances_from": "predictions"}}), instance_predictions({})
+    (True, False)
+    """
+    return (provenance.get("instances") or {}).get("instances_from") == "predictions"
+
+
+def prediction_classes(provenance: dict[str, Any]) -> int:
+    """The ``num_classes`` the predictions were read with: instance maps take any id below
+    :data:`~medseg_eval.instance_scoring.INSTANCE_ID_LIMIT`, label maps the recorded classes.
+
+    Examples
+    --------
+    >>> prediction_classes({"classes": ["background", "polyp"]})
+    2
+    """
+    return INSTANCE_ID_LIMIT if instance_predictions(provenance) else len(provenance.get("classes") or ())
+
+
+def _recorded_settings(provenance: dict[str, Any]) -> dict[str, Any]:
+    """The settings besides :data:`BOARD_SETTINGS` that evaluate records where its metrics need them."""
+    metrics = provenance.get("metrics") or ()
+    expected: dict[str, Any] = {}
+    if any(m in LESION_METRICS for m in metrics):
+        expected["lesion_criteria"] = LesionCriteria().as_dict()
+    if any(m in _RECORDED_TOPOLOGY for m in metrics) or provenance.get("topology_options") is not None:
+        expected["topology_options"] = _topology(TopologyOptions().as_dict())
+    if any(m in INSTANCE_METRICS for m in metrics) or provenance.get("instances") is not None:
+        expected["instances"] = InstanceScoring((), instance_predictions(provenance)).provenance()
+    return expected
+
+
+def _topology(options: Any) -> Any:
+    """Topology options without the skeleton's library version, which changes with the board's environment
+    (numbers that depend on it are checked when the predictions are scored again)."""
+    return {k: v for k, v in options.items() if k != "skeleton"} if isinstance(options, dict) else options
 
 
 def check_settings(provenance: dict[str, Any], *, label: str) -> None:
     """Raise :class:`SettingsMismatchError` unless ``provenance`` records the board's settings.
 
     A bundle scored with another empty-mask policy (``one_empty="nan"`` drops every missed case
-    from the mean), convention, percentile, tolerance or lesion criterion is not comparable.
+    from the mean), convention, percentile, tolerance, lesion criterion or topology options, or
+    whose objects come from another rule than evaluate's two (instance maps, or 8-connected
+    components of semantic masks), is not comparable.
 
     Examples
     --------
@@ -46,11 +100,10 @@ def check_settings(provenance: dict[str, Any], *, label: str) -> None:
     ...
     medseg_eval.leaderboard.errors.SettingsMismatchError: bundle demo: scored with percentile 90.0; boards score with 95.0. Evaluate again with evaluate()'s defaults.
     """
-    expected = dict(BOARD_SETTINGS)
-    if any(m in LESION_METRICS for m in provenance.get("metrics") or ()):
-        expected["lesion_criteria"] = LesionCriteria().as_dict()
+    expected = {**BOARD_SETTINGS, **_recorded_settings(provenance)}
     for key, value in expected.items():
-        if provenance.get(key) != value:
+        found = _topology(provenance.get(key)) if key == "topology_options" else provenance.get(key)
+        if found != value:
             raise SettingsMismatchError(f"bundle {label}: scored with {key.replace('_', ' ')} {provenance.get(key)!r}; "
                                         f"boards score with {value!r}. Evaluate again with evaluate()'s defaults.")
     if "dice" not in (provenance.get("metrics") or ()):
@@ -119,6 +172,7 @@ def rescore(meta: dict[str, Any], archive: bytes, case_ids: Collection[str], *,
     masks = read_archive(archive, label=label, case_ids=case_ids)
     try:
         again = evaluate(masks, meta["dataset"], split=get_spec(meta["dataset"]).test_split, metrics=metrics,
+                         instances=instance_predictions(provenance),
                          convention=BOARD_SETTINGS["convention"], empty=EmptyPolicy(),
                          percentile=BOARD_SETTINGS["percentile"], tolerance=BOARD_SETTINGS["tolerance"],
                          lesions=lesions, resize=provenance.get("resize"), progress=False)

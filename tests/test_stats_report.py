@@ -55,6 +55,23 @@ def _with(res: medseg_eval.Results, **fields) -> medseg_eval.Results:
     ({"lesion_criteria": {"connectivity": 8, "min_overlap": 0.0, "criterion": "iou", "iou_threshold": 0.75}},
      ["IoU of at least 0.75"]),
     ({"metrics": ["iou", "masd"]}, ["|P∩G| / |P∪G| [@jaccard1912]", "mean of the two directed mean boundary"]),
+    ({"topology_options": {"foreground_connectivity": 4, "background_connectivity": 8, "boundary_dilation": 0.03,
+                           "skeleton": "skimage.morphology.skeletonize (scikit-image 9.9)"}},
+     ["4-connected foreground and 8-connected background", "band 0.03 of the image diagonal", "scikit-image 9.9"]),
+    ({"metrics": ["cldice", "betti0_error", "betti1_error", "boundary_iou"],
+      "topology_options": {"foreground_connectivity": 8, "background_connectivity": 4, "boundary_dilation": 0.02}},
+     ["Tsens = |S(G)∩P| / |S(G)|", "[@shit2021cldice]", "8-connected foreground components [@hu2019topology]",
+      "4-connected background components not reaching the image border", "r = 0.02", "[@cheng2021boundary]"]),
+    ({"instances": {"instances_from": "predictions"}}, ["predictions, the predicted instance maps (each id one"]),
+    ({"instances": {"instances_from": "connected_components", "connectivity": 4}},
+     ["the 4-connected components of class 1 of the predicted label maps"]),
+    ({"metrics": ["accuracy", "mcc", "kappa", "balanced_accuracy", "volume_similarity", "boundary_f1"]},
+     ["(TP + TN) / (TP + FP + FN + TN) of the pixels scored [@staal2004ridge]", "[@matthews1975]", "[@cohen1960]",
+      "(recall + specificity) / 2 [@brodersen2010]", "[@taha2015]", "[@csurka2013]"]),
+    ({"metrics": ["object_f1", "object_dice", "object_hausdorff", "aji", "pq", "sq", "rq"],
+      "instances": {"instances_from": "predictions"}},
+     ["more than 50% of the ground-truth object it overlaps most [@sirinukunwattana2017gland]",
+      "aggregated Jaccard index (AJI)", "[@kumar2017dataset]", "PQ = SQ x RQ", "[@kirillov2019panoptic]"]),
 ])
 def test_methods_text_follows_every_provenance_field(results, fields, expected):
     before = medseg_eval.report(results, n_boot=50).methods
@@ -82,6 +99,37 @@ def test_bibliography_holds_the_package_dataset_and_metric_papers(results):
     assert keys[:2] == ["medseg_eval", "jha2020kvasir"]
     assert {"dice1945", "huttenlocher1993", "nikolov2021", "surface_distance", "efron1993"} <= set(keys)
     assert "version = {4.5.6}" in rep.bibliography[0]
+
+
+def test_bibliography_holds_the_topology_agreement_and_instance_papers(results):
+    metrics = ["accuracy", "cldice", "betti0_error", "boundary_iou", "boundary_f1", "mcc", "kappa",
+               "balanced_accuracy", "volume_similarity", "object_f1", "aji", "pq"]
+    rep = medseg_eval.report(_with(results, metrics=metrics), n_boot=20)
+    keys = [entry.split("{", 1)[1].split(",", 1)[0] for entry in rep.bibliography]
+    assert {"staal2004ridge", "shit2021cldice", "hu2019topology", "cheng2021boundary", "csurka2013", "matthews1975",
+            "cohen1960", "brodersen2010", "taha2015", "sirinukunwattana2017gland", "kumar2017dataset",
+            "kirillov2019panoptic"} <= set(keys)
+    assert len(keys) == len(set(keys))
+
+
+def test_every_metric_has_a_table_label_and_a_definition_with_its_paper():
+    from medseg_eval.metrics.conventions import (
+        AGREEMENT_METRICS,
+        INSTANCE_METRICS,
+        LESION_METRICS,
+        METRICS,
+        TOPOLOGY_METRICS,
+    )
+    from medseg_eval.stats.bibliography import METRIC_PAPERS
+    from medseg_eval.stats.methods import metric_definition
+    from medseg_eval.stats.tables import METRIC_LABELS
+
+    for metric in (*METRICS, *AGREEMENT_METRICS, *TOPOLOGY_METRICS, *LESION_METRICS, *INSTANCE_METRICS):
+        assert metric in METRIC_LABELS, metric
+        assert "as defined in medseg_eval.metrics" not in metric_definition(metric, {}), metric
+    for metric in ("accuracy", "cldice", "betti0_error", "betti1_error", "boundary_iou", "boundary_f1", "mcc", "kappa",
+                   "balanced_accuracy", "volume_similarity", *INSTANCE_METRICS):
+        assert metric_definition(metric, {}).endswith(f"[@{METRIC_PAPERS[metric]}]"), metric
 
 
 def test_markdown_latex_and_html_carry_the_paragraph_tables_and_references(results):

@@ -115,11 +115,70 @@ REFERENCES: dict[str, str] = {
   title = {Statistical Comparisons of Classifiers over Multiple Data Sets},
   journal = {Journal of Machine Learning Research}, volume = {7}, pages = {1--30}, year = {2006}
 }""",
+    "shit2021cldice": """@inproceedings{shit2021cldice,
+  author = {Shit, Suprosanna and Paetzold, Johannes C. and Sekuboyina, Anjany and others},
+  title = {{clDice} -- a Novel Topology-Preserving Loss Function for Tubular Structure Segmentation},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages = {16560--16569}, year = {2021}
+}""",
+    "hu2019topology": """@inproceedings{hu2019topology,
+  author = {Hu, Xiaoling and Li, Fuxin and Samaras, Dimitris and Chen, Chao},
+  title = {Topology-Preserving Deep Image Segmentation},
+  booktitle = {Advances in Neural Information Processing Systems}, volume = {32}, year = {2019}
+}""",
+    "cheng2021boundary": """@inproceedings{cheng2021boundary,
+  author = {Cheng, Bowen and Girshick, Ross and Doll{\\'a}r, Piotr and Berg, Alexander C. and Kirillov, Alexander},
+  title = {Boundary {IoU}: Improving Object-Centric Image Segmentation Evaluation},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages = {15334--15342}, year = {2021}
+}""",
+    "csurka2013": """@inproceedings{csurka2013,
+  author = {Csurka, Gabriela and Larlus, Diane and Perronnin, Florent},
+  title = {What is a Good Evaluation Measure for Semantic Segmentation?},
+  booktitle = {Proceedings of the British Machine Vision Conference (BMVC)}, year = {2013}
+}""",
+    "matthews1975": """@article{matthews1975,
+  author = {Matthews, Brian W.},
+  title = {Comparison of the Predicted and Observed Secondary Structure of {T4} Phage Lysozyme},
+  journal = {Biochimica et Biophysica Acta (BBA) - Protein Structure}, volume = {405}, number = {2},
+  pages = {442--451}, year = {1975}, doi = {10.1016/0005-2795(75)90109-9}
+}""",
+    "cohen1960": """@article{cohen1960,
+  author = {Cohen, Jacob},
+  title = {A Coefficient of Agreement for Nominal Scales},
+  journal = {Educational and Psychological Measurement}, volume = {20}, number = {1}, pages = {37--46},
+  year = {1960}, doi = {10.1177/001316446002000104}
+}""",
+    "brodersen2010": """@inproceedings{brodersen2010,
+  author = {Brodersen, Kay H. and Ong, Cheng Soon and Stephan, Klaas E. and Buhmann, Joachim M.},
+  title = {The Balanced Accuracy and Its Posterior Distribution},
+  booktitle = {Proceedings of the 20th International Conference on Pattern Recognition (ICPR)},
+  pages = {3121--3124}, year = {2010}, doi = {10.1109/ICPR.2010.764}
+}""",
+    "taha2015": """@article{taha2015,
+  author = {Taha, Abdel Aziz and Hanbury, Allan},
+  title = {Metrics for Evaluating {3D} Medical Image Segmentation: Analysis, Selection, and Tool},
+  journal = {BMC Medical Imaging}, volume = {15}, pages = {29}, year = {2015}, doi = {10.1186/s12880-015-0068-x}
+}""",
+    "kirillov2019panoptic": """@inproceedings{kirillov2019panoptic,
+  author = {Kirillov, Alexander and He, Kaiming and Girshick, Ross and Rother, Carsten and Doll{\\'a}r, Piotr},
+  title = {Panoptic Segmentation},
+  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
+  pages = {9404--9413}, year = {2019}
+}""",
 }
 
 #: Who a metric's definition comes from; a convention's reference library; a test or correction's paper.
 METRIC_PAPERS = {"dice": "dice1945", "iou": "jaccard1912", "hausdorff": "huttenlocher1993", "hd95": "huttenlocher1993",
-                 "nsd": "nikolov2021"}
+                 "nsd": "nikolov2021", "accuracy": "staal2004ridge", "cldice": "shit2021cldice",
+                 "betti0_error": "hu2019topology", "betti1_error": "hu2019topology",
+                 "boundary_iou": "cheng2021boundary", "boundary_f1": "csurka2013", "mcc": "matthews1975",
+                 "kappa": "cohen1960", "balanced_accuracy": "brodersen2010", "volume_similarity": "taha2015",
+                 "object_f1": "sirinukunwattana2017gland", "object_dice": "sirinukunwattana2017gland",
+                 "object_hausdorff": "sirinukunwattana2017gland", "aji": "kumar2017dataset",
+                 "pq": "kirillov2019panoptic", "sq": "kirillov2019panoptic", "rq": "kirillov2019panoptic"}
+#: Metric papers that are a dataset's own paper: their entry is the dataset's registry citation (one source).
+DATASET_PAPERS = {"staal2004ridge": "drive", "sirinukunwattana2017gland": "glas", "kumar2017dataset": "monuseg"}
 CONVENTION_PAPERS = {"surface-distance": "surface_distance", "monai": "cardoso2022monai", "medpy": "medpy"}
 TEST_PAPERS = {"wilcoxon": "wilcoxon1945", "t": "student1908", "permutation": "good2005"}
 CORRECTION_PAPERS = {"holm": "holm1979", "fdr_bh": "benjamini1995", "bonferroni": "dunn1961"}
@@ -160,12 +219,13 @@ def dataset_entry(dataset: str | None) -> tuple[str, str] | None:
 
 
 def entries(keys: list[str], *, version: str | None, dataset: tuple[str, str] | None = None) -> list[str]:
-    """The BibTeX entries of ``keys`` (each once, in order): the package's at ``version``, the dataset's, the papers'.
+    """The BibTeX entries of ``keys`` (each once, in order): the package's at ``version``, the dataset's, the papers'
+    (a dataset's own paper, e.g. GlaS's for the object metrics, from its registry entry).
 
     Examples
     --------
-    >>> [e.split(",")[0] for e in entries(["medseg_eval", "dice1945", "dice1945"], version="0.1.0")]
-    ['@software{medseg_eval', '@article{dice1945']
+    >>> [e.split(",")[0] for e in entries(["medseg_eval", "dice1945", "dice1945", "kumar2017dataset"], version="0.1.0")]
+    ['@software{medseg_eval', '@article{dice1945', '@article{kumar2017dataset']
     """
     out = []
     for key in dict.fromkeys(keys):
@@ -175,4 +235,6 @@ def entries(keys: list[str], *, version: str | None, dataset: tuple[str, str] | 
             out.append(dataset[1])
         elif key in REFERENCES:
             out.append(REFERENCES[key])
+        elif key in DATASET_PAPERS and (paper := dataset_entry(DATASET_PAPERS[key])) is not None:
+            out.append(paper[1])
     return out

@@ -35,6 +35,10 @@ def _num(value: Any) -> str:
     return NOT_RECORDED if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _connected(connectivity: Any) -> str:
+    return f"{connectivity}-connected" if connectivity is not None else f"(connectivity {NOT_RECORDED})"
+
+
 def metric_definition(metric: str, record: dict[str, Any]) -> str:
     """One metric's exact definition under the recorded convention, percentile, tolerance and spacing.
 
@@ -47,6 +51,7 @@ def metric_definition(metric: str, record: dict[str, Any]) -> str:
     weight = "contour length" if spec and spec.boundary == "surfels" else "edge pixels" if spec else "boundary weight"
     unit = record.get("spacing_unit") or NOT_RECORDED
     p = record.get("percentile")
+    topology = record.get("topology_options") or {}
     text = {
         "dice": "Dice similarity coefficient, 2|P∩G| / (|P| + |G|) of the predicted (P) and ground-truth (G) pixels "
                 "of a class",
@@ -66,6 +71,38 @@ def metric_definition(metric: str, record: dict[str, Any]) -> str:
         "lesion_precision": "lesion precision, the fraction of predicted objects matching a lesion",
         "lesion_f1": "lesion F1, the harmonic mean of lesion recall and precision",
         "fp_objects": "false-positive objects, predicted connected components touching no lesion",
+        "accuracy": "pixel accuracy, (TP + TN) / (TP + FP + FN + TN) of the pixels scored",
+        "cldice": "centreline Dice (clDice), 2 Tprec Tsens / (Tprec + Tsens) with Tprec = |S(P)∩G| / |S(P)| and "
+                  "Tsens = |S(G)∩P| / |S(G)|, S the skeleton (0 where both are 0)",
+        "betti0_error": f"Betti-0 error, |b0(P) - b0(G)|, b0 the number of "
+                        f"{_connected(topology.get('foreground_connectivity'))} foreground components",
+        "betti1_error": f"Betti-1 error, |b1(P) - b1(G)|, b1 the number of holes "
+                        f"({_connected(topology.get('background_connectivity'))} background components not "
+                        "reaching the image border)",
+        "boundary_iou": "Boundary IoU, the IoU of the inner boundary bands of P and G (a mask minus its erosion by a "
+                        "(2d+1) x (2d+1) square, d = max(1, round(r x the image diagonal)) pixels with r = "
+                        f"{_num(topology.get('boundary_dilation'))}, the image border counting as contour)",
+        "boundary_f1": f"boundary F-score, the harmonic mean of the {weight} shares of each boundary lying within "
+                       f"{_num(record.get('tolerance'))} ({unit} units) of the other boundary",
+        "mcc": "Matthews correlation coefficient, (TP TN - FP FN) / sqrt((TP + FP)(TP + FN)(TN + FP)(TN + FN)); where "
+               "the denominator vanishes, 1 if the masks agree everywhere, else 0",
+        "kappa": "Cohen's kappa, (p_o - p_e) / (1 - p_e) of the observed and chance pixel agreement; where p_e = 1, "
+                 "1 if the masks agree everywhere, else 0",
+        "balanced_accuracy": "balanced accuracy, (recall + specificity) / 2",
+        "volume_similarity": "volume similarity, 1 - |FN - FP| / (2TP + FP + FN)",
+        "object_f1": "object-level F1, 2 TP / (n_P + n_G) over predicted and ground-truth objects, a predicted object "
+                     "counting as TP when it covers more than 50% of the ground-truth object it overlaps most",
+        "object_dice": "object-level Dice, the mean of the area-weighted Dice of each predicted object with its "
+                       "most-overlapped ground-truth object and of each ground-truth object with its most-overlapped "
+                       "predicted one (0 without overlap)",
+        "object_hausdorff": "object-level Hausdorff distance, the same area-weighted form with the Hausdorff distance "
+                            "to the partner object (without overlap: the nearest object)",
+        "aji": "aggregated Jaccard index (AJI), the summed intersections over the summed unions of each ground-truth "
+               "object and its best-IoU predicted object, the areas of predicted objects never used added to the "
+               "unions",
+        "pq": "panoptic quality, PQ = SQ x RQ, objects matched at IoU > 0.5",
+        "sq": "segmentation quality, the mean IoU of objects matched at IoU > 0.5 (0 without a match)",
+        "rq": "recognition quality, TP / (TP + FP/2 + FN/2) of objects matched at IoU > 0.5",
     }.get(metric, f"{metric} (as defined in medseg_eval.metrics)")
     return text + _cite(METRIC_PAPERS.get(metric))
 
@@ -88,6 +125,26 @@ def _empty_policy(policy: dict[str, Any] | None) -> str:
     return text + "."
 
 
+def _topology(options: dict[str, Any] | None) -> str:
+    if not options:
+        return ""
+    return (f" Topology: {_connected(options.get('foreground_connectivity'))} foreground and "
+            f"{_connected(options.get('background_connectivity'))} background; Boundary IoU band "
+            f"{_num(options.get('boundary_dilation'))} of the image diagonal; skeletons by "
+            f"{_num(options.get('skeleton'))}.")
+
+
+def _instances(record: dict[str, Any] | None) -> str:
+    if not record:
+        return ""
+    source = record.get("instances_from")
+    predicted = ("the predicted instance maps (each id one object)" if source == "predictions"
+                 else f"the {_connected(record.get('connectivity'))} components of class 1 of the predicted "
+                      "label maps (touching objects merge)" if source == "connected_components"
+                 else _num(source))
+    return f" Objects of the instance metrics: ground truth, the dataset's instance ids; predictions, {predicted}."
+
+
 def _lesions(criteria: dict[str, Any] | None) -> str:
     if not criteria:
         return ""
@@ -102,7 +159,8 @@ def _lesions(criteria: dict[str, Any] | None) -> str:
 
 
 def scoring(record: dict[str, Any], dataset_key: str | None = None) -> str:
-    """Sentences on the data, metrics, convention, spacing, empty masks and lesions (``dataset_key``: its citation)."""
+    """Sentences on the data, metrics, convention, spacing, empty masks, lesions, topology options and instance
+    objects (``dataset_key``: its citation)."""
     dataset = record.get("dataset")
     cases = _num(record.get("num_cases"))
     if dataset:
@@ -124,14 +182,15 @@ def scoring(record: dict[str, Any], dataset_key: str | None = None) -> str:
             + ("; ".join(metric_definition(m, record) for m in metrics) or NOT_RECORDED) + ".")
     convention = record.get("convention")
     spec = CONVENTION_SPECS.get(convention or "")
-    if any(m in ("hausdorff", "hd95", "assd", "masd", "nsd") for m in metrics) or not metrics:
+    if any(m in ("hausdorff", "hd95", "assd", "masd", "nsd", "boundary_f1") for m in metrics) or not metrics:
         text += (f" Boundary distances follow the {_num(convention)} convention, which reproduces "
                  f"{_num(record.get('convention_reproduces'))} exactly{_cite(CONVENTION_PAPERS.get(convention or ''))}"
                  + (f": boundary elements {_BOUNDARIES[spec.boundary]}, and distances are exact Euclidean "
                     f"distances computed in {spec.distance_dtype}" if spec else "")
                  + f"; percentile {_num(record.get('percentile'))}, NSD tolerance {_num(record.get('tolerance'))}.")
     text += f" Distances are in {_num(record.get('spacing_unit'))} units. " + _empty_policy(record.get("empty_policy"))
-    return text + _lesions(record.get("lesion_criteria"))
+    return (text + _lesions(record.get("lesion_criteria")) + _topology(record.get("topology_options"))
+            + _instances(record.get("instances")))
 
 
 def results_aggregation(record: dict[str, Any], *, confidence: float, n_boot: int, seed: int) -> str:

@@ -17,7 +17,11 @@ if TYPE_CHECKING:
 METRIC_LABELS = {"dice": "Dice", "iou": "IoU", "hausdorff": "HD", "hd95": "HD95", "assd": "ASSD", "masd": "MASD",
                  "nsd": "NSD", "precision": "Precision", "recall": "Recall", "specificity": "Specificity",
                  "lesion_recall": "Lesion recall", "lesion_precision": "Lesion precision", "lesion_f1": "Lesion F1",
-                 "fp_objects": "FP objects"}
+                 "fp_objects": "FP objects", "accuracy": "Accuracy", "cldice": "clDice", "betti0_error": "Betti-0 error",
+                 "betti1_error": "Betti-1 error", "boundary_iou": "Boundary IoU", "boundary_f1": "Boundary F1",
+                 "mcc": "MCC", "kappa": "Cohen's kappa", "balanced_accuracy": "Balanced accuracy",
+                 "volume_similarity": "Volume similarity", "object_f1": "Object F1", "object_dice": "Object Dice",
+                 "object_hausdorff": "Object HD", "aji": "AJI", "pq": "PQ", "sq": "SQ", "rq": "RQ"}
 TEST_NAMES = {"wilcoxon": "Wilcoxon signed-rank test", "t": "paired t-test", "permutation": "paired permutation test"}
 #: What each paired test assumes of the blocks' differences, stated in every caption.
 TEST_ASSUMPTIONS = {"wilcoxon": "differences symmetric about their median",

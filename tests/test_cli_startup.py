@@ -88,3 +88,11 @@ def test_metrics_help_states_evaluates_real_default() -> None:
     assert ",".join(evaluate_module.DEFAULT_METRICS) in text
     if inspect.signature(evaluate_module.evaluate).parameters["metrics"].default is None:
         assert "default: the dataset's literature set" in text
+
+
+def test_datasets_list_reads_the_registry_without_polars_torch_or_datasets() -> None:
+    code = ("import sys; from medseg_eval.cli import main; code = main(['datasets', 'list']); "
+            "print(code, sorted(m for m in ('torch', 'polars', 'datasets', 'pyarrow', 'scipy') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "0 []"
+    assert "kvasir-seg" in out and "isic2018" in out

@@ -105,7 +105,7 @@ def _mirror(name, tmp_path, monkeypatch, home):
         rows = [{"case_id": c, "split": s, "fold": i % 5 if s == "train" else None, "mask_sha256": mask_sha256(m)}
                 for i, (c, m) in enumerate(sorted(layout.masks.items())) for s in [layout.splits[c]]]
         (manifests / f"{name}.csv").write_bytes(manifest_csv(manifest_frame(rows)))
-    monkeypatch.setattr(importlib.import_module("medseg_eval.datasets.build"), "MANIFESTS", manifests)
+    monkeypatch.setattr(importlib.import_module("medseg_eval.datasets.layout"), "MANIFESTS", manifests)
     return Mirror(name, layout, served, None, home, _test_ids(name, layout))
 
 

@@ -35,6 +35,7 @@ from medseg_eval.datasets.catalog.monuseg import polygons_to_instances
 from .dataset_layouts import MAKERS, _aperio_xml, photo, save
 
 BUILD = importlib.import_module("medseg_eval.datasets.build")
+LAYOUT = importlib.import_module("medseg_eval.datasets.layout")
 
 
 def _build(name: str, tmp_path: Path):
@@ -156,7 +157,7 @@ def test_a_release_whose_instance_ids_differ_from_the_pinned_manifest_is_refused
     pinned = tmp_path / "pinned"
     pinned.mkdir()
     shutil.copy(report.folder / "manifest.csv", pinned / "glas.csv")
-    monkeypatch.setattr(BUILD, "MANIFESTS", pinned)
+    monkeypatch.setattr(LAYOUT, "MANIFESTS", pinned)
     assert build("glas", tmp_path / "release", progress=False).pinned  # the unchanged release passes
     case = "testA_2"
     anno = tmp_path / "release" / "Warwick QU Dataset (Released 2016_07_08)" / f"{case}_anno.bmp"

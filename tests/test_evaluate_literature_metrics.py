@@ -21,6 +21,7 @@ from medseg_eval.stats.pairing import PairingError
 from .dataset_layouts import MAKERS, drive
 
 BUILD = importlib.import_module("medseg_eval.datasets.build")
+LAYOUT = importlib.import_module("medseg_eval.datasets.layout")
 
 
 def _built(name: str, tmp_path: Path):
@@ -148,7 +149,7 @@ def tiny_drive(tmp_path, home, monkeypatch):
     layout = drive(tmp_path / "release")
     empty = tmp_path / "no-manifests"
     empty.mkdir()
-    monkeypatch.setattr(BUILD, "MANIFESTS", empty)
+    monkeypatch.setattr(LAYOUT, "MANIFESTS", empty)
     with pytest.warns(UnpinnedManifestWarning):
         build("drive", tmp_path / "release", progress=False)
     return layout

@@ -46,14 +46,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def run_list(_: argparse.Namespace) -> int:
-    from ..datasets import canonical_dir, get_spec, list_datasets, shipped_manifest
-    from ..datasets.build import built_splits
+    from ..datasets import get_spec, list_datasets
+    from ..datasets.layout import built_splits, canonical_dir, shipped_manifest_file
 
     rows = [("name", "fg-classes", "splits", "manifest", "local copy")]
     for name in list_datasets():
         spec = get_spec(name)
         splits = " ".join(f"{s}={n}" for s, n in spec.splits.items())
-        pinned = "pinned" if shipped_manifest(name) is not None else "unpinned"
+        pinned = "pinned" if shipped_manifest_file(name) is not None else "unpinned"
         held = built_splits(canonical_dir(name))
         masks_only = [s for s, images in held.items() if not images]
         built = ("built" + (f" (masks only: {', '.join(masks_only)})" if masks_only else "")

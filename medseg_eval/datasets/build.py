@@ -16,7 +16,6 @@ import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -37,47 +36,20 @@ from .canonical import (
     split_files,
 )
 from .cards import render_card
-from .download import home
 from .errors import ManifestMismatchError, SourceFileMissingError, SourceFormatError
+from .layout import built_splits, canonical_dir, shipped_manifest_file
 from .registry import DatasetSpec, Selection, get_spec
 from .sources import resolve_sources
-
-#: The split manifests shipped with the package, one ``<name>.csv`` each.
-MANIFESTS = resources.files("medseg_eval.datasets") / "splits"
 
 
 class UnpinnedManifestWarning(UserWarning):
     """No manifest ships for this dataset yet: its splits and mask hashes were computed, not checked."""
 
 
-def canonical_dir(name: str) -> Path:
-    """Where the canonical copy of ``name`` lives: ``$MEDSEG_EVAL_HOME/datasets/<name>``."""
-    return home() / "datasets" / get_spec(name).name
-
-
 def shipped_manifest(name: str) -> pl.DataFrame | None:
     """The split manifest shipped with the package for ``name``, or ``None`` when none is pinned yet."""
-    path = MANIFESTS / f"{get_spec(name).name}.csv"
-    return read_manifest(path.read_bytes()) if path.is_file() else None
-
-
-def built_splits(folder: Path) -> dict[str, bool]:
-    """The splits a canonical folder holds, each with whether its images are stored (``False``: masks only).
-
-    Examples
-    --------
-    >>> import tempfile, pathlib
-    >>> built_splits(pathlib.Path(tempfile.mkdtemp()))
-    {}
-    """
-    info_file = folder / "build_info.json"
-    if not (folder / "data").is_dir() or not info_file.is_file():
-        return {}
-    info = json.loads(info_file.read_text())
-    if "splits" in info:
-        return {s: bool(v["images"]) for s, v in info["splits"].items() if split_files(folder, s)}
-    # Copies built before partial builds existed hold every split they have shards for, with images.
-    return {s: True for s in info.get("counts", {}) if split_files(folder, s)}
+    path = shipped_manifest_file(name)
+    return read_manifest(path.read_bytes()) if path is not None else None
 
 
 def assign_splits(spec: DatasetSpec, cases: Sequence[CaseSource]) -> dict[str, tuple[str, int | None]]:

@@ -23,18 +23,20 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 
 from .errors import SourceFormatError
+from .layout import split_files
+
+if TYPE_CHECKING:
+    import polars as pl
 
 MANIFEST_COLUMNS = ("case_id", "split", "fold", "mask_sha256")
 #: The manifest's column of instance-map hashes, present only for datasets that keep instance ids, so
 #: that the manifests (and their sha256) of every other dataset stay as they were.
 INSTANCES_COLUMN = "instances_sha256"
-_MANIFEST_SCHEMA = {"case_id": pl.String, "split": pl.String, "fold": pl.Int8, "mask_sha256": pl.String,
-                    INSTANCES_COLUMN: pl.String}
 #: Instance ids a canonical copy stores (16-bit PNG).
 MAX_INSTANCE_ID = 2**16 - 1
 # Shards are cut at about this many bytes of encoded images, as the Hub's own converters do.
@@ -216,9 +218,11 @@ def manifest_frame(rows: Iterable[Mapping[str, object]]) -> pl.DataFrame:
 
     The ``instances_sha256`` column is there when the rows have it (datasets that keep instance ids).
     """
+    import polars as pl
+
     rows = list(rows)
     columns = MANIFEST_COLUMNS + ((INSTANCES_COLUMN,) if any(INSTANCES_COLUMN in r for r in rows) else ())
-    frame = pl.DataFrame(rows, schema={c: _MANIFEST_SCHEMA[c] for c in columns})
+    frame = pl.DataFrame(rows, schema=_manifest_schema(columns))
     return frame.sort("split", "case_id")
 
 
@@ -233,8 +237,18 @@ def read_manifest(path: Path | bytes) -> pl.DataFrame:
     data = path if isinstance(path, bytes) else Path(path).read_bytes()
     header = data.split(b"\n", 1)[0].decode().strip().split(",")
     columns = MANIFEST_COLUMNS + ((INSTANCES_COLUMN,) if INSTANCES_COLUMN in header else ())
-    frame = pl.read_csv(io.BytesIO(data), schema={c: _MANIFEST_SCHEMA[c] for c in columns})
+    import polars as pl
+
+    frame = pl.read_csv(io.BytesIO(data), schema=_manifest_schema(columns))
     return manifest_frame(frame.to_dicts())
+
+
+def _manifest_schema(columns: Iterable[str]) -> dict[str, object]:
+    """Polars types of the manifest's ``columns`` (polars loads here, not when the catalog is listed)."""
+    import polars as pl
+
+    types = {"case_id": pl.String, "split": pl.String, "fold": pl.Int8, "mask_sha256": pl.String, INSTANCES_COLUMN: pl.String}
+    return {c: types[c] for c in columns}
 
 
 def manifest_sha256(manifest: pl.DataFrame) -> str:
@@ -316,11 +330,6 @@ class ShardWriter:
             path.rename(target)
             final.append(target)
         return final
-
-
-def split_files(folder: Path, split: str) -> list[Path]:
-    """The parquet shards of ``split`` in a canonical folder, in order."""
-    return sorted((folder / "data").glob(f"{split}-*-of-*.parquet"))
 
 
 def read_split(folder: Path, split: str, *, cache_dir: Path):  # -> datasets.Dataset

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from tests.cases import Case
+from tests.support.cases import Case
 
 KINDS = ("dilate", "erode", "shift", "fp_blobs", "missed_lesions", "boundary_noise", "mixed")
 

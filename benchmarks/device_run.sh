@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
   python3 -c "import torch, numpy, scipy, PIL; print('torch', torch.__version__, 'numpy', numpy.__version__, 'scipy', scipy.__version__, 'pillow', PIL.__version__)"
-  timeout 150 python3 -m pytest -q -p no:cacheprovider --noconftest tests/test_metrics_cuda.py tests/test_metrics_search.py
+  timeout 150 python3 -m pytest -q -p no:cacheprovider --noconftest tests/metrics/test_metrics_cuda.py tests/metrics/test_metrics_search.py
   timeout 60 python3 -m benchmarks.speed_suite --kinds synthetic --device cuda --skip-references --skip-memory \
     --cases 1000 --batch 1000 --repeats 5
 } > "$OUT/metrics.log" 2>&1

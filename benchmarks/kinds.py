@@ -107,7 +107,7 @@ def isic(variant: str, shape: tuple[int, int], count: int, seed: int = 0) -> lis
 
 def drive_observers(count: int | None) -> list[Case]:
     """DRIVE's 20 test images: the second observer against the first, both masked by the field of view."""
-    from tests.real_data import drive_test_pairs
+    from tests.support.real_data import drive_test_pairs
 
     return _nonempty(((second & fov, first & fov) for _, second, first, fov in drive_test_pairs()), count)
 
@@ -115,7 +115,7 @@ def drive_observers(count: int | None) -> list[Case]:
 def kvasir_predictions(count: int | None) -> list[Case]:
     """Real predictions: two models of the reduced Kvasir-SEG runs (``leaderboards/kvasir-seg``) on the 120
     test images at their own sizes (up to 1920x1072), against the release's masks; ordered by shape."""
-    from tests.real_data import kvasir_masks
+    from tests.support.real_data import kvasir_masks
 
     with np.load(Path(__file__).parent / "data" / "kvasir_reduced_predictions.npz") as stored:
         predictions = dict(stored)
@@ -126,7 +126,7 @@ def kvasir_predictions(count: int | None) -> list[Case]:
 
 def synthetic(size: int, count: int, seed: int = 0) -> list[Case]:
     """The tests' case mix (:func:`tests.cases.random_cases`), one class."""
-    from tests.cases import random_cases
+    from tests.support.cases import random_cases
 
     return _nonempty(((c.pred, c.target) for c in random_cases(count * 2, seed, shape=(size, size))
                       if c.num_classes == 2), count)
@@ -141,7 +141,7 @@ def baseline(size: int, count: int, seed: int = 0) -> list[Case]:
 
 def kvasir_files(count: int | None) -> list[Case]:
     """Kvasir-SEG's real masks against a copy dilated by 3 px with 0.05% salt noise (for the file round trip)."""
-    from tests.real_data import kvasir_masks
+    from tests.support.real_data import kvasir_masks
 
     rng = np.random.default_rng(0)
     return _nonempty((salt(dilate(mask, 3), 0.0005, rng), mask) for _, mask in kvasir_masks(count))

@@ -61,7 +61,7 @@ def lesion_benchmark(*, cases: int, size: int, batch: int, repeats: int, device:
     """Print the lesion metrics' cases/s against both references, then the labelling worst cases."""
     from skimage.measure import label
 
-    from tests.test_metrics_lesions import snake, spiral
+    from tests.metrics.test_metrics_lesions import snake, spiral
 
     pred_np, target_np = lesion_cases(cases, size)
     pred = torch.from_numpy(pred_np).to(device)
@@ -78,7 +78,7 @@ def lesion_benchmark(*, cases: int, size: int, batch: int, repeats: int, device:
     ours_s, values = _best_of(ours, repeats, pred.is_cuda)
     print(f"lesion metrics   medseg_eval {cases / ours_s:8.1f} cases/s")
     if not skip_references:
-        from tests.lesion_reference import reference_lesions
+        from tests.support.lesion_reference import reference_lesions
 
         start = time.perf_counter()
         _, counts = reference_lesions(pred_np, target_np, 2)

@@ -1,7 +1,7 @@
 """How each side of the speed suite runs a list of cases: medseg_eval and a reference library, same numbers.
 
 :class:`InMemory` times :func:`medseg_eval.metrics.compute` on batches of equal-shape cases against
-the reference called one mask pair at a time (``tests/references.py``, as its users call it);
+the reference called one mask pair at a time (``tests/support/references.py``, as its users call it);
 :class:`ThroughFiles` times :func:`medseg_eval.evaluate` on a folder of PNG predictions and a folder
 of PNG ground truths against a loop that reads the same files with PIL and calls the reference.
 Both return the values of :data:`NAMES` per case, in case order, so that :func:`max_relative_difference`
@@ -46,7 +46,7 @@ def timed(run: Callable[[], T], cuda: bool = False) -> tuple[float, T]:
 def reference_values(convention: str, pairs: Iterable[tuple[np.ndarray, np.ndarray, Any]]) -> Values:
     """The reference library of ``convention`` on each bool mask pair ``(pred, target, spacing)``, one at a time;
     NaN where it has no such metric (MedPy: NSD)."""
-    from tests.references import REFERENCES  # the reference libraries are test dependencies
+    from tests.support.references import REFERENCES  # the reference libraries are test dependencies
 
     reference = REFERENCES[convention]
     outputs = [reference(pred, target, spacing, PERCENTILE, TOLERANCE, names=NAMES) for pred, target, spacing in pairs]

@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         try:
             groups.append(run_kind(KINDS[name], args))
-        except pytest.skip.Exception as skipped:  # real data absent (tests/real_data.py says where it looks)
+        except pytest.skip.Exception as skipped:  # real data absent (tests/support/real_data.py says where it looks)
             print(f"{name}: skipped, {skipped.msg}", file=sys.stderr)
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     groups = [g for g in groups if g]

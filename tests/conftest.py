@@ -7,7 +7,7 @@ import pytest
 from medseg_eval.cli import main
 from medseg_eval.datasets import build as build_dataset
 
-from .real_data import require
+from .support.real_data import require
 
 
 @pytest.fixture()

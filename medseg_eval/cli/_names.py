@@ -1,6 +1,6 @@
 """The engine's names the parser shows, mirrored so that building it imports no torch or polars.
 
-``tests/test_cli_startup.py`` checks every one against the module that owns it.
+``tests/cli/test_cli_startup.py`` checks every one against the module that owns it.
 """
 
 from __future__ import annotations

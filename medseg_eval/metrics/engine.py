@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -131,16 +132,58 @@ def compute(
     requested = [str(m) for m in metrics]
     metrics = list(dict.fromkeys(METRIC_ALIASES.get(m, m) for m in requested))
     num_classes = check_num_classes(num_classes)
-    empty = as_policy(empty, EmptyPolicy, "empty")
-    lesions = as_policy(lesions, LesionCriteria, "lesions")
-    topology = as_policy(topology, TopologyOptions, "topology")
+    settings = _Settings(num_classes, convention, percentile, tolerance, as_policy(empty, EmptyPolicy, "empty"),
+                         as_policy(lesions, LesionCriteria, "lesions"), as_policy(topology, TopologyOptions, "topology"))
+    batch = _checked_batch(pred, target, num_classes, spacing, roi, sizes)
+    n, height, width = batch.pred.shape
+    k = num_classes - 1
+    out = {m: torch.empty(n, k, dtype=torch.float64, device=batch.pred.device) for m in metrics}
+    # Whole images, in chunks of consecutive cases: every per-pixel pass runs on masks packed 8
+    # pixels to a byte or costs one pass of bytes, so cropping cases to their foreground (and
+    # grouping them by crop size) costs more in copies and calls than it saves, on CPU as on GPU.
+    # The boundary elements of a chunk's cases share one distance search.
+    cpu = batch.pred.device.type == "cpu"
+    per_chunk = max(1, (_CPU_PIXELS_PER_CHUNK if cpu else _GPU_PIXELS_PER_CHUNK) // (height * width * k))
+    per_block = max(1, _CPU_PIXELS_PER_BLOCK // (height * width * k)) if cpu else per_chunk
+    for start in range(0, n, per_chunk):
+        _score_chunk(out, batch, slice(start, start + per_chunk), settings, per_block)
+    return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """How every metric of one call is computed (checked)."""
+
+    num_classes: int
+    convention: Convention
+    percentile: float
+    tolerance: float
+    empty: EmptyPolicy
+    lesions: LesionCriteria
+    topology: TopologyOptions
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """The checked inputs of one call, on one device: label maps, region of interest (the ROI and each case's
+    own size), spacing per case and each case's own sides."""
+
+    pred: torch.Tensor
+    target: torch.Tensor
+    roi: torch.Tensor | None
+    spacing: torch.Tensor
+    sides: torch.Tensor
+
+
+def _checked_batch(pred: ArrayLike, target: ArrayLike, num_classes: int, spacing: ArrayLike | Sequence[float] | None,
+                   roi: ArrayLike | None, sizes: ArrayLike | None) -> _Batch:
+    """Label maps, ROI, spacing and sizes checked and put on the predictions' device."""
     pred_t = as_label_tensor(pred, "pred", num_classes)
     target_t = as_label_tensor(target, "target", num_classes)
     check_same_shape(pred_t, target_t)
     target_t = target_t.to(pred_t.device)
     batch, height, width = pred_t.shape
     roi_t = as_roi(roi, pred_t.shape, pred_t.device)
-    spacing_t = as_spacing(spacing, batch).to(pred_t.device)
     sizes_t = as_sizes(sizes, pred_t.shape)
     if sizes_t is not None:
         rows = torch.arange(height, device=pred_t.device)[None, :, None] < sizes_t[:, 0, None, None].to(pred_t.device)
@@ -149,49 +192,45 @@ def compute(
     # Each case's own sides (float64, as the diagonal multiplies them by the spacing).
     sides = (torch.tensor([[height, width]], dtype=torch.float64, device="cpu").expand(batch, 2) if sizes_t is None
              else sizes_t.double()).to(pred_t.device)
+    return _Batch(pred_t, target_t, roi_t, as_spacing(spacing, batch).to(pred_t.device), sides)
 
-    k = num_classes - 1
-    out = {m: torch.empty(batch, k, dtype=torch.float64, device=pred_t.device) for m in metrics}
-    lesion_names = [m for m in metrics if m in LESION_METRICS]
-    counted_metrics = [m for m in metrics if m in OVERLAP_METRICS or m in AGREEMENT_METRICS or m in COUNTS]
-    wanted = [m for m in metrics if m in DISTANCE_METRICS or m == "boundary_f1"]
-    topology_names = [m for m in metrics if m in TOPOLOGY_METRICS and m != "boundary_f1"]
-    # Whole images, in chunks of consecutive cases: every per-pixel pass runs on masks packed 8
-    # pixels to a byte or costs one pass of bytes, so cropping cases to their foreground (and
-    # grouping them by crop size) costs more in copies and calls than it saves, on CPU as on GPU.
-    # The boundary elements of a chunk's cases share one distance search.
-    cpu = pred_t.device.type == "cpu"
-    per_chunk = max(1, (_CPU_PIXELS_PER_CHUNK if cpu else _GPU_PIXELS_PER_CHUNK) // (height * width * k))
-    per_block = max(1, _CPU_PIXELS_PER_BLOCK // (height * width * k)) if cpu else per_chunk
-    for start in range(0, batch, per_chunk):
-        cases = slice(start, start + per_chunk)
-        roi_chunk = None if roi_t is None else roi_t[cases]
-        if lesion_names:
-            pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases], roi_chunk, num_classes)
-            ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, lesions), empty)
-            for m in lesion_names:
-                out[m][cases] = ratios[m]
-        if topology_names:
-            pred_masks, target_masks = class_masks(pred_t[cases], target_t[cases], roi_chunk, num_classes)
-            for m, values in topology_metrics(topology_names, pred_masks, target_masks, topology, empty,
-                                              sides[cases]).items():
-                out[m][cases] = values
-        counts, bits = _pixel_passes(pred_t[cases], target_t[cases], roi_chunk, num_classes, per_block,
-                                     count=bool(counted_metrics), pack=bool(wanted))
-        if counted_metrics:
-            for m in counted_metrics:
-                out[m][cases] = getattr(counts, m) if m in COUNTS else overlap_metric(m, counts, empty)
-        if wanted:
-            # Cases x classes become image pairs, pair = case * k + class.
-            per_pair = spacing_t[cases].repeat_interleave(k, 0)
-            sd = distances_between(frame_boundaries(bits, (height, width), per_pair, convention), convention)
-            # Not torch.hypot, whose vectorized CPU kernel rounds some elements of a batch differently.
-            side = sides[cases].repeat_interleave(k, 0)
-            diagonal = sqrt_rn((side[:, 0] * per_pair[:, 0]) ** 2 + (side[:, 1] * per_pair[:, 1]) ** 2)
-            for m in wanted:
-                values = distance_metric(m, sd, convention, percentile=percentile, tolerance=tolerance)
-                out[m][cases] = apply_empty_policy(m, values, sd, diagonal, empty).view(-1, k)
-    return {m: out[METRIC_ALIASES.get(m, m)] for m in requested}
+
+def _score_chunk(out: dict[str, torch.Tensor], batch: _Batch, cases: slice, settings: _Settings,
+                 per_block: int) -> None:
+    """Write every metric of ``out`` for the cases ``cases``: lesion, topology, counted and distance metrics."""
+    num_classes, k = settings.num_classes, settings.num_classes - 1
+    height, width = batch.pred.shape[1:]
+    pred, target = batch.pred[cases], batch.target[cases]
+    roi = None if batch.roi is None else batch.roi[cases]
+    lesion_names = [m for m in out if m in LESION_METRICS]
+    counted = [m for m in out if m in OVERLAP_METRICS or m in AGREEMENT_METRICS or m in COUNTS]
+    distances = [m for m in out if m in DISTANCE_METRICS or m == "boundary_f1"]
+    topology_names = [m for m in out if m in TOPOLOGY_METRICS and m != "boundary_f1"]
+    if lesion_names:
+        pred_masks, target_masks = class_masks(pred, target, roi, num_classes)
+        ratios = lesion_ratios(lesion_counts(pred_masks, target_masks, settings.lesions), settings.empty)
+        for m in lesion_names:
+            out[m][cases] = ratios[m]
+    if topology_names:
+        pred_masks, target_masks = class_masks(pred, target, roi, num_classes)
+        for m, values in topology_metrics(topology_names, pred_masks, target_masks, settings.topology, settings.empty,
+                                          batch.sides[cases]).items():
+            out[m][cases] = values
+    counts, bits = _pixel_passes(pred, target, roi, num_classes, per_block, count=bool(counted), pack=bool(distances))
+    for m in counted:
+        out[m][cases] = getattr(counts, m) if m in COUNTS else overlap_metric(m, counts, settings.empty)
+    if distances:
+        # Cases x classes become image pairs, pair = case * k + class.
+        per_pair = batch.spacing[cases].repeat_interleave(k, 0)
+        sd = distances_between(frame_boundaries(bits, (height, width), per_pair, settings.convention),
+                               settings.convention)
+        # Not torch.hypot, whose vectorized CPU kernel rounds some elements of a batch differently.
+        side = batch.sides[cases].repeat_interleave(k, 0)
+        diagonal = sqrt_rn((side[:, 0] * per_pair[:, 0]) ** 2 + (side[:, 1] * per_pair[:, 1]) ** 2)
+        for m in distances:
+            values = distance_metric(m, sd, settings.convention, percentile=settings.percentile,
+                                     tolerance=settings.tolerance)
+            out[m][cases] = apply_empty_policy(m, values, sd, diagonal, settings.empty).view(-1, k)
 
 
 def _pixel_passes(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | None, num_classes: int,

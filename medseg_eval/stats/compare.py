@@ -2,26 +2,22 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import numpy as np
 import polars as pl
 
 from .._atomic import atomic_directory
-from ..bootstrap import case_resamples, percentile_interval
+from ..errors import ArgumentError
 from ..results import Results
+from .analyses import AnalysisOptions, analyses, checked_tests
 from .crossval import CrossValidation
 from .crossval_blocks import cv_blocks, cv_layout, cv_table
-from .friedman import PAIRWISE_TESTS, conover, critical_difference, friedman, nemenyi
-from .multiple import adjust_p, correction_name
-from .paired import bootstrap_ci, cohen_dz, rank_biserial
-from .pairing import MissingPolicy, ModelResults, PairedValues, PairingError, paired_values, per_case_table
-from .ranking import SCHEMES, Scheme, rank_models, rank_stability
+from .pairing import MissingPolicy, ModelResults, PairingError, paired_values, per_case_table
+from .ranking import Scheme
 
 #: Blocks of a comparison: cases, datasets, and for cross-validations folds (one per fold and seed) or seeds.
 CompareBlocks = Literal["case", "dataset", "fold", "seed"]
@@ -224,24 +220,16 @@ def compare(models: Mapping[str, ModelResults | CrossValidation | Sequence[Model
     >>> cmp.pairwise.select("model_a", "model_b", "test", "p_value", "better").rows()
     [('a', 'b', 'wilcoxon', 0.00048828125, 'a')]
     """
-    tests = [test] if isinstance(test, str) else list(test)
-    unknown = [t for t in tests if t not in PAIRWISE_TESTS]
-    if unknown or not tests:
-        raise ValueError(f"unknown test(s) {unknown or tests}; expected {', '.join(PAIRWISE_TESTS)}.")
-    if stability_scheme not in SCHEMES:
-        raise ValueError(f"unknown ranking scheme {stability_scheme!r}; expected one of {', '.join(SCHEMES)}.")
-    if not 0 < alpha < 1:
-        raise ValueError(f"`alpha` must lie in (0, 1), got {alpha}.")
-    correction = correction_name(correction)
+    tests, correction = checked_tests(test, correction, stability_scheme, alpha)
     metrics = [metric] if isinstance(metric, str) else list(metric)
     table, provenance, cv = _inputs(models)
     blocks = blocks or ("fold" if cv else "case")
     table, pairing = cv_blocks(table, cv, blocks)
     order = list(dict.fromkeys(table["model"].to_list()))
     if len(order) < 2:
-        raise ValueError(f"a comparison needs at least two models, got {order}.")
-    test_options = {"wilcoxon": {"zero_method": zero_method}, "t": {},
-                    "permutation": {"n_resamples": n_permutations, "seed": seed}}
+        raise ArgumentError(f"a comparison needs at least two models, got {order}.")
+    options = AnalysisOptions(tests, correction, alpha, zero_method, confidence, n_boot, n_permutations, stability_scheme,
+                       n_rank_boot, seed)
     frames: dict[str, list[pl.DataFrame]] = {k: [] for k in ("summary", "pairwise", "omnibus", "posthoc", "ranking",
                                                               "stability", "kendall")}
     missing_report = {}
@@ -250,27 +238,8 @@ def compare(models: Mapping[str, ModelResults | CrossValidation | Sequence[Model
             paired = paired_values(table, name, class_=class_id, models=order, blocks=pairing, missing=missing,
                                    worst=worst)
             missing_report[f"{paired.metric}/{paired.class_name}"] = paired.missing
-            key = {"metric": paired.metric, "class": paired.class_name}
-            frames["summary"].append(_summary(paired, confidence, n_boot, seed).with_columns(
-                **{k: pl.lit(v) for k, v in key.items()}))
-            frames["pairwise"].append(_pairwise(paired, tests, correction, test_options, alpha, zero_method,
-                                                confidence, n_boot, seed).with_columns(
-                **{k: pl.lit(v) for k, v in key.items()}))
-            if len(order) >= 3:
-                frames["omnibus"].append(_omnibus(paired, alpha).with_columns(**{k: pl.lit(v) for k, v in key.items()}))
-                frames["posthoc"].append(pl.concat([nemenyi(paired), conover(paired, correction=correction)])
-                                         .with_columns(**{k: pl.lit(v) for k, v in key.items()}))
-            frames["ranking"].append(pl.concat([rank_models(paired, scheme=s, alpha=alpha).with_columns(
-                scheme=pl.lit(s)) for s in SCHEMES]).with_columns(**{k: pl.lit(v) for k, v in key.items()}))
-            stability = rank_stability(paired, scheme=stability_scheme, alpha=alpha, n_boot=n_rank_boot, seed=seed)
-            frames["stability"].append(stability.frequencies.with_columns(**{k: pl.lit(v) for k, v in key.items()}))
-            taus = stability.taus[~np.isnan(stability.taus)]
-            frames["kendall"].append(pl.DataFrame([{
-                **key, "scheme": stability_scheme, "n_boot": n_rank_boot,
-                "tau_mean": float(taus.mean()) if taus.size else None,
-                "tau_median": float(np.median(taus)) if taus.size else None,
-                "tau_low": float(np.quantile(taus, 0.025)) if taus.size else None,
-                "tau_high": float(np.quantile(taus, 0.975)) if taus.size else None}]))
+            for kind, frame in analyses(paired, options).items():
+                frames[kind].append(frame)
     leading = ["metric", "class"]
     out = {k: pl.concat(v, how="diagonal_relaxed").select(*leading, pl.exclude(leading)) if v else
            pl.DataFrame(schema={"metric": pl.String, "class": pl.String}) for k, v in frames.items()}
@@ -334,57 +303,3 @@ def _classes(table: pl.DataFrame, metric: str, class_: str | int | None) -> list
         return [class_]
     rows = table.filter(pl.col("metric") == metric).select("class_id").unique().sort("class_id")
     return rows["class_id"].to_list() or [0]
-
-
-def _summary(paired: PairedValues, confidence: float, n_boot: int, seed: int) -> pl.DataFrame:
-    values = paired.values
-    n = values.shape[0]
-    boot = values[case_resamples(n, n_boot, seed)].mean(axis=1)  # [n_boot, k]
-    ci_low, ci_high = percentile_interval(boot, confidence)
-    mean = values.mean(axis=0)
-    ranks = dict(rank_models(paired).select("model", "rank").rows())
-    return pl.DataFrame({
-        "model": paired.models, "n": pl.Series([n] * len(paired.models), dtype=pl.Int64), "mean": mean,
-        "sd": pl.Series(values.std(axis=0, ddof=1) if n > 1 else [None] * len(paired.models), dtype=pl.Float64),
-        "median": np.median(values, axis=0), "q1": np.quantile(values, 0.25, axis=0),
-        "q3": np.quantile(values, 0.75, axis=0), "ci_low": ci_low,
-        "ci_high": ci_high, "mean_rank": paired.ranks().mean(axis=0),
-        "rank": [ranks[m] for m in paired.models],
-        "higher_is_better": paired.higher_is_better,
-    })
-
-
-def _pairwise(paired: PairedValues, tests: list[str], correction: str, options: dict[str, dict[str, Any]],
-              alpha: float, zero_method: str, confidence: float, n_boot: int, seed: int) -> pl.DataFrame:
-    rows = []
-    pairs = list(itertools.combinations(range(len(paired.models)), 2))
-    for test in tests:
-        results = [PAIRWISE_TESTS[test](paired.values[:, i], paired.values[:, j], **options[test]) for i, j in pairs]
-        adjusted = adjust_p(np.array([r.p_value for r in results]), correction)
-        for (i, j), result, p_adjusted in zip(pairs, results, adjusted):
-            x, y = paired.values[:, i], paired.values[:, j]
-            mean, mean_low, mean_high = bootstrap_ci(x, y, confidence=confidence, n_boot=n_boot, seed=seed)
-            median, median_low, median_high = bootstrap_ci(x, y, statistic="median", confidence=confidence,
-                                                           n_boot=n_boot, seed=seed)
-            better = None if mean == 0 else paired.models[i if (mean > 0) == paired.higher_is_better else j]
-            rows.append({
-                "model_a": paired.models[i], "model_b": paired.models[j], "n": len(x), "test": test,
-                "method": result.method, "statistic": result.statistic, "p_value": result.p_value,
-                "p_adjusted": float(p_adjusted), "correction": correction,
-                "significant": bool(p_adjusted < alpha), "better": better, "mean_diff": mean,
-                "mean_diff_low": mean_low, "mean_diff_high": mean_high, "median_diff": median,
-                "median_diff_low": median_low, "median_diff_high": median_high,
-                "rank_biserial": rank_biserial(x, y, zero_method=zero_method),
-                "cohen_dz": cohen_dz(x, y) if len(x) > 1 else None,
-            })
-    return pl.DataFrame(rows, schema_overrides={"better": pl.String, "cohen_dz": pl.Float64})
-
-
-def _omnibus(paired: PairedValues, alpha: float) -> pl.DataFrame:
-    result = friedman(paired)
-    return pl.DataFrame([{
-        "test": "friedman", "n_blocks": result.n_blocks, "n_models": result.n_models, "statistic": result.statistic,
-        "df": result.df, "p_value": result.p_value, "iman_davenport": result.iman_davenport,
-        "iman_davenport_p": result.iman_davenport_p, "alpha": alpha,
-        "critical_difference": critical_difference(result.n_models, result.n_blocks, alpha=alpha),
-    }])

@@ -13,8 +13,10 @@ BIN = $(VENV)/bin
 demo: $(VENV)/.installed
 	$(BIN)/medseg-eval demo
 
+# The tests run in one process per core (pytest-xdist), each file's tests in one process, torch on one
+# thread per process; `python -m pytest` alone runs them in this process.
 test: $(VENV)/.installed-test lint
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n auto --dist loadfile
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check medseg_eval tests benchmarks

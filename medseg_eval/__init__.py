@@ -7,10 +7,9 @@ not installed (a GPU machine with nothing but torch, say).
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
+
+from ._lazy import load, make_lazy
 
 __version__ = "0.1.0"
 
@@ -41,27 +40,9 @@ if TYPE_CHECKING:
     from .stats import compare, cross_validation, report
 
 
+
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'medseg_eval' has no attribute {name!r}")
-    module_name, attribute = _LAZY[name]
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    return load(__name__, _LAZY, name)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Importing the submodule `medseg_eval.evaluate` binds it to the package's attribute `evaluate`;
-        # the public name stays the function, as `from medseg_eval import evaluate` promises.
-        if name == "evaluate" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+make_lazy(__name__)

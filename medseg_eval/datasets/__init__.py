@@ -6,49 +6,48 @@
 (120, 'validation')
 """
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING, Any
+
+from .._lazy import load, make_lazy
 
 #: Public name -> the submodule that defines it. Submodules load on first use (PEP 562): listing the
 #: datasets needs the registry only, not polars, pyarrow or ``datasets``.
-_LAZY: dict[str, str] = {
-    "BuildReport": "build",
-    "UnpinnedManifestWarning": "build",
-    "assign_splits": "build",
-    "build": "build",
-    "shipped_manifest": "build",
-    "canonical_dir": "layout",
-    "CaseRecord": "canonical",
-    "CaseSource": "canonical",
-    "manifest_sha256": "canonical",
-    "mask_sha256": "canonical",
-    "render_card": "cards",
-    "download": "download",
-    "home": "download",
-    "offline": "download",
-    "ChecksumError": "errors",
-    "DatasetError": "errors",
-    "DatasetNotBuiltError": "errors",
-    "DownloadError": "errors",
-    "ManifestMismatchError": "errors",
-    "ManualDownloadRequired": "errors",
-    "SourceFileMissingError": "errors",
-    "SourceFormatError": "errors",
-    "UnknownDatasetError": "errors",
-    "UnknownSplitError": "errors",
-    "expected_manifest": "expected",
-    "ensure": "fetch",
-    "load_dataset": "hub",
-    "push": "hub",
-    "DatasetSpec": "registry",
-    "Selection": "registry",
-    "SourceFile": "registry",
-    "get_spec": "registry",
-    "list_datasets": "registry",
-    "VerifyReport": "verify",
-    "verify": "verify",
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "BuildReport": ("build", "BuildReport"),
+    "UnpinnedManifestWarning": ("build", "UnpinnedManifestWarning"),
+    "assign_splits": ("build", "assign_splits"),
+    "build": ("build", "build"),
+    "shipped_manifest": ("build", "shipped_manifest"),
+    "canonical_dir": ("layout", "canonical_dir"),
+    "CaseRecord": ("canonical", "CaseRecord"),
+    "CaseSource": ("canonical", "CaseSource"),
+    "manifest_sha256": ("canonical", "manifest_sha256"),
+    "mask_sha256": ("canonical", "mask_sha256"),
+    "render_card": ("cards", "render_card"),
+    "download": ("download", "download"),
+    "home": ("download", "home"),
+    "offline": ("download", "offline"),
+    "ChecksumError": ("errors", "ChecksumError"),
+    "DatasetError": ("errors", "DatasetError"),
+    "DatasetNotBuiltError": ("errors", "DatasetNotBuiltError"),
+    "DownloadError": ("errors", "DownloadError"),
+    "ManifestMismatchError": ("errors", "ManifestMismatchError"),
+    "ManualDownloadRequired": ("errors", "ManualDownloadRequired"),
+    "SourceFileMissingError": ("errors", "SourceFileMissingError"),
+    "SourceFormatError": ("errors", "SourceFormatError"),
+    "UnknownDatasetError": ("errors", "UnknownDatasetError"),
+    "UnknownSplitError": ("errors", "UnknownSplitError"),
+    "expected_manifest": ("expected", "expected_manifest"),
+    "ensure": ("fetch", "ensure"),
+    "load_dataset": ("hub", "load_dataset"),
+    "push": ("hub", "push"),
+    "DatasetSpec": ("registry", "DatasetSpec"),
+    "Selection": ("registry", "Selection"),
+    "SourceFile": ("registry", "SourceFile"),
+    "get_spec": ("registry", "get_spec"),
+    "list_datasets": ("registry", "list_datasets"),
+    "VerifyReport": ("verify", "VerifyReport"),
+    "verify": ("verify", "verify"),
 }
 
 if TYPE_CHECKING:
@@ -86,25 +85,9 @@ __all__ = [
 ]
 
 
+
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
+    return load(__name__, _LAZY, name)
 
 
-def __dir__() -> list[str]:
-    return sorted(__all__)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        # Importing the submodules `build`, `download` and `verify` binds each to the package's attribute of
-        # the same name; the public name stays the function, as `from medseg_eval.datasets import build` promises.
-        if name in _LAZY and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+make_lazy(__name__)

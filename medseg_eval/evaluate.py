@@ -22,6 +22,7 @@ from .datasets.truth import split_truth
 from .devices import resolve_device
 from .errors import ArgumentError
 from .instance_scoring import INSTANCE_ID_LIMIT, InstanceScoring, split_metrics
+from .lesion_tables import lesion_detection
 from .metrics._validation import as_policy, as_spacing, check_options
 from .predictions import (
     CaseReader,
@@ -354,7 +355,7 @@ def _score(predictions: CaseReader, truth: _GroundTruth, class_names: list[str],
                     values[case_id] = {m: out[m][i].cpu().numpy() for m in names}
                 if with_lesions:
                     criteria = options["lesions"]
-                    table = engine.lesion_detection(pred, target, num_classes, criteria.connectivity,
+                    table = lesion_detection(pred, target, num_classes, criteria.connectivity,
                                                     criteria.min_overlap, spacing, criterion=criteria.criterion,
                                                     iou_threshold=criteria.iou_threshold, roi=roi)
                     lesion_parts.append(table.with_columns(case_id=pl.Series(ids)[table["case"]]).drop("case"))

@@ -15,7 +15,8 @@ import polars as pl
 from ._atomic import atomic_directory
 from .bootstrap import case_resamples, percentile_interval
 from .errors import ArgumentError
-from .metrics.lesions import DEFAULT_SIZE_BINS, recall_by_size
+from .lesion_tables import recall_by_size
+from .metrics.lesions import DEFAULT_SIZE_BINS
 
 #: Overlap metrics that also have a pooled (dataset-level) form, from pixel counts summed over cases.
 POOLED = {"dice": lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn), "iou": lambda tp, fp, fn: tp / (tp + fp + fn)}

@@ -39,7 +39,7 @@ from .errors import (
 )
 from .functional import assd, dice, hausdorff, hd95, iou, masd, nsd, precision, recall, specificity
 from .instances import instance_metrics
-from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_detection, small_lesion_recall
+from .lesions import DEFAULT_SIZE_BINS, LesionCriteria, label_components, lesion_records
 from .topology import TopologyOptions, betti_numbers
 
 __all__ = [
@@ -77,11 +77,10 @@ __all__ = [
     "instance_metrics",
     "iou",
     "label_components",
-    "lesion_detection",
+    "lesion_records",
     "masd",
     "nsd",
     "precision",
     "recall",
-    "small_lesion_recall",
     "specificity",
 ]

@@ -480,7 +480,7 @@ def test_demo_runs_offline_on_a_fresh_home(home, capsys):
 
 
 def test_lesion_rows_and_size_bins_agree_with_the_metrics_functions(baseline, observer):
-    from medseg_eval.metrics import lesion_detection, small_lesion_recall
+    from medseg_eval.lesion_tables import lesion_detection, small_lesion_recall
 
     test = ROOT / "drive" / "DRIVE" / "test"
     gt = np.stack([(np.asarray(Image.open(test / "1st_manual" / f"{c[:2]}_manual1.gif").convert("L")) > 0) for c in CASES])

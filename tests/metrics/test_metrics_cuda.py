@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_eval import metrics
+from medseg_eval import lesion_tables, metrics
 from tests.support.cases import random_cases
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -47,9 +47,9 @@ def test_every_tensor_is_made_on_the_inputs_device() -> None:
         out += metrics.compute(pred, target, ["dice", *metrics.LESION_METRICS], num_classes=4,
                                lesions=metrics.LesionCriteria(criterion="iou")).values()
         out += [metrics.hd95(*ties, percentile=p, convention="surface-distance") for p in (50.0, 95.0)]
-        out += [metrics.lesion_detection(pred, target, num_classes=4, spacing=spacing, criterion=c, roi=roi)
+        out += [lesion_tables.lesion_detection(pred, target, num_classes=4, spacing=spacing, criterion=c, roi=roi)
                 for c in ("overlap", "iou")]
-        out.append(metrics.small_lesion_recall(pred, target, num_classes=4, spacing=spacing))
+        out.append(lesion_tables.small_lesion_recall(pred, target, num_classes=4, spacing=spacing))
         return out
 
     expected = run()

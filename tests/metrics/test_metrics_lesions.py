@@ -12,14 +12,13 @@ from scipy import ndimage
 from skimage.measure import label as sk_label
 
 from medseg_eval import metrics
+from medseg_eval.lesion_tables import lesion_detection, small_lesion_recall
 from medseg_eval.metrics import (
     EmptyPolicy,
     LabelError,
     OptionError,
     ShapeMismatchError,
     label_components,
-    lesion_detection,
-    small_lesion_recall,
 )
 from tests.support.lesion_reference import random_lesion_case, reference_lesions
 

@@ -11,32 +11,29 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
+import polars as pl
+
 from .errors import ArgumentError
 from .metrics.lesions import DEFAULT_SIZE_BINS, LesionCriteria, lesion_records
 
 
 def lesion_detection(pred, target, num_classes: int = 2, connectivity: int = 8, min_overlap: float = 0.0,
                      spacing=None, *, criterion: Literal["overlap", "iou"] = "overlap", iou_threshold: float = 0.5,
-                     roi=None):  # -> polars.DataFrame
+                     roi=None) -> pl.DataFrame:
     """One row per ground-truth lesion: where it is, how large, how much the prediction covers, detected or not.
 
     Parameters
     ----------
-    pred, target
-        Label maps ``[B, H, W]`` (or ``[H, W]``) as for :func:`medseg_eval.metrics.compute`.
-    num_classes, roi
-        As for :func:`~medseg_eval.metrics.compute`; lesions are found per foreground class.
+    pred, target, num_classes, spacing, roi
+        As for :func:`~medseg_eval.metrics.lesions.lesion_records`, whose columns this table holds.
     connectivity, min_overlap, criterion, iou_threshold
         See :class:`~medseg_eval.metrics.LesionCriteria`.
-    spacing
-        ``(sy, sx)`` or ``[B, 2]``: adds ``area_mm2`` (area in squared spacing units).
 
     Returns
     -------
     polars.DataFrame
-        ``case`` (batch index), ``class``, ``lesion`` (its label in :func:`label_components` order),
-        ``area`` (pixels), ``area_mm2``, ``top, left, bottom, right`` (inclusive box), ``covered``
-        (pixels inside the prediction), ``overlap`` (covered / area), ``best_iou``, ``detected``.
+        The columns of :func:`~medseg_eval.metrics.lesions.lesion_records`, integers as Int64, sorted by
+        ``case``, ``class``, ``lesion``.
 
     Examples
     --------
@@ -46,8 +43,6 @@ def lesion_detection(pred, target, num_classes: int = 2, connectivity: int = 8, 
     >>> lesion_detection(p, t).select("lesion", "area", "overlap", "detected").rows()
     [(1, 4, 0.0, False), (2, 9, 0.4444444444444444, True)]
     """
-    import polars as pl
-
     criteria = LesionCriteria(connectivity, min_overlap, criterion, iou_threshold)
     columns = lesion_records(pred, target, num_classes, criteria, spacing, roi)
     frame = pl.DataFrame({name: (None if v is None else v.cpu().numpy()) for name, v in columns.items()},
@@ -59,7 +54,7 @@ def lesion_detection(pred, target, num_classes: int = 2, connectivity: int = 8, 
 def small_lesion_recall(pred, target, num_classes: int = 2, size_bins: Sequence[float] = DEFAULT_SIZE_BINS,
                         connectivity: int = 8, min_overlap: float = 0.0, spacing=None, *,
                         criterion: Literal["overlap", "iou"] = "overlap", iou_threshold: float = 0.5,
-                        roi=None):  # -> polars.DataFrame
+                        roi=None) -> pl.DataFrame:
     """Lesion recall per size bin, pooled over the batch (each lesion counts once, whatever its case).
 
     Bins ``[bin_low, bin_high)`` are lesion areas in pixels, or in squared spacing units (mm^2)
@@ -74,8 +69,6 @@ def small_lesion_recall(pred, target, num_classes: int = 2, size_bins: Sequence[
     >>> small_lesion_recall(p, t).select("bin_low", "n_lesions", "n_detected", "recall").rows()
     [(0.0, 1, 0, 0.0), (64.0, 0, 0, nan), (256.0, 1, 1, 1.0), (1024.0, 0, 0, nan)]
     """
-    import polars as pl
-
     table = lesion_detection(pred, target, num_classes, connectivity, min_overlap, spacing, criterion=criterion,
                              iou_threshold=iou_threshold, roi=roi)
     out = recall_by_size(table, size_bins, size="area_mm2" if spacing is not None else "area",
@@ -83,14 +76,19 @@ def small_lesion_recall(pred, target, num_classes: int = 2, size_bins: Sequence[
     return out.with_columns(unit=pl.lit("spacing units^2" if spacing is not None else "pixels"))
 
 
-def recall_by_size(lesions, size_bins: Sequence[float], *, size: str, classes: Sequence, class_column: str = "class"):
+def recall_by_size(lesions: pl.DataFrame, size_bins: Sequence[float], *, size: str, classes: Sequence,
+                   class_column: str = "class") -> pl.DataFrame:
     """Detected / total lesions per class and size bin ``[bin_low, bin_high)`` of a per-lesion table.
 
     Every class of ``classes`` gets every bin, so that an empty bin shows ``n_lesions = 0`` and
     recall NaN rather than disappearing.
-    """
-    import polars as pl
 
+    Examples
+    --------
+    >>> table = pl.DataFrame({"class": [1, 1], "area": [10, 500], "detected": [True, False]})
+    >>> recall_by_size(table, [0, 100, 1000, 5000], size="area", classes=[1])["recall"].to_list()
+    [1.0, 0.0, nan]
+    """
     edges = [float(e) for e in size_bins]
     if len(edges) < 2 or any(a >= b for a, b in itertools.pairwise(edges)) or edges[0] < 0:
         raise ArgumentError(f"`size_bins` must be at least two increasing edges >= 0, but got {list(size_bins)}.")

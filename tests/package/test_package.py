@@ -27,3 +27,15 @@ def test_public_names_resolve_whatever_was_imported_first():
             "print(callable(evaluate), evaluate is medseg_eval.evaluate, evaluate.__module__, Results.__name__,\n"
             "      sorted(set(medseg_eval.__all__) - set(dir(medseg_eval))))")
     assert _run(code) == "True True medseg_eval.evaluate Results []"
+
+
+def test_public_functions_stay_functions_when_their_same_named_submodules_load() -> None:
+    # medseg_eval.evaluate and medseg_eval.datasets.{build, download, verify} are both a function and a module.
+    code = ("import importlib, medseg_eval, medseg_eval.datasets as d\n"
+            "for m in ('medseg_eval.evaluate', 'medseg_eval.datasets.build', 'medseg_eval.datasets.download',"
+            " 'medseg_eval.datasets.verify'):\n    importlib.import_module(m)\n"
+            "from medseg_eval import evaluate\nfrom medseg_eval.datasets import build, download, verify\n"
+            "print([type(f).__name__ for f in (evaluate, medseg_eval.evaluate, build, d.build, download, verify)])\n"
+            "print(sorted(dir(d)) == sorted(d.__all__), hasattr(medseg_eval, 'no_such_name'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert out == [str(["function"] * 6), "True False"]

@@ -18,9 +18,9 @@ reach. Squared distances are formed exactly as SciPy's ``distance_transform_edt`
 (``(dy*sy)**2 + (dx*sx)**2`` in float64, the two terms looked up in per-image tables), and one
 square root is taken at the end.
 
-On the CPU, before the first window and after each, the images whose open queries would cost more
-to search than their box costs to transform are answered by SciPy's exact feature transform instead
-(:mod:`.transform`), with the same squared distances.
+The search runs on CUDA. On the CPU every query is answered by the compiled separable transform of
+:mod:`.transform` instead, whose cost never grows with a query's distance from its partner; it forms
+the same squared distances, the smallest where several targets tie.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from .boundaries import Boundaries, _gather
-from .transform import NEAR_QUERY_COST, QUERY_COSTS_AFTER, transform_where_cheaper
+from .transform import transform
 
 # Upper bound of the elements in one [queries, rows] block of the search (memory cap).
 _BLOCK = 1 << 20
@@ -46,6 +46,9 @@ _COLUMNS_WORTH = 8
 _FAR_ROWS = 16
 # Marks "no target row left unsearched": farther than any image.
 _FAR = 1 << 24
+# The CPU answers every query by the transform of :mod:`.transform`; the tests set this to check the
+# search, which CUDA runs, on the CPU too.
+SEARCH_ON_CPU = False
 
 
 def _gaps_along_lines(keys: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -94,8 +97,9 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     """
     d2 = torch.full((len(b.image),), math.inf, dtype=torch.float64, device=b.image.device)
     pending = _open_queries(b, d2)
-    if len(pending):
-        pending = transform_where_cheaper(b, pending, d2, NEAR_QUERY_COST)
+    if d2.device.type == "cpu" and not SEARCH_ON_CPU:
+        transform(b, pending, d2)
+        return d2
     if len(pending) == 0:
         return d2
     rows = _LineSearch.build(b.image, b.row, b.col, b.spacing, b.shape, transposed=False)
@@ -117,9 +121,6 @@ def _open_queries(b: Boundaries, d2: torch.Tensor) -> torch.Tensor:
 def _search_near_rows(b: Boundaries, rows: _LineSearch, pending: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:
     """Search the rows within 1, then 4, of each pending query, writing the best found into ``d2``; return
     the queries still open: those that a target row not yet searched could hold a closer target for.
-
-    After each window, the images whose open queries would cost more to search on than their box costs
-    to transform are answered by the transform instead.
     """
     best = torch.full((len(pending),), math.inf, dtype=torch.float64, device=d2.device)
     searched = 0
@@ -140,10 +141,7 @@ def _search_near_rows(b: Boundaries, rows: _LineSearch, pending: torch.Tensor, d
         open_ = best > unsearched * unsearched
         if not open_.any():
             return pending[:0]
-        pending = transform_where_cheaper(b, pending[open_], d2, QUERY_COSTS_AFTER[half])
-        if len(pending) == 0:
-            return pending
-        best = d2[pending]
+        pending, best = pending[open_], best[open_]
     return pending
 
 

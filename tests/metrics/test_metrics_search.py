@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from medseg_eval.metrics import distances, transform
+from medseg_eval.metrics import distances, feature_transform, transform
 from medseg_eval.metrics.boundaries import Boundaries, boundaries
 from medseg_eval.metrics.distances import partner_squared_distances
 
@@ -27,19 +29,8 @@ def _brute_force(b: Boundaries) -> np.ndarray:
 
 
 def _force(method: str, monkeypatch) -> None:
-    """Every image searched, or every image transformed (on the CPU), instead of the cheaper of the two."""
-    if method == "search":
-        monkeypatch.setattr(distances, "NEAR_QUERY_COST", 0)
-        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 0, 4: 0})
-    elif method == "transform":
-        monkeypatch.setattr(distances, "NEAR_QUERY_COST", 1 << 40)
-        monkeypatch.setattr(transform, "CALL_COST", 0)
-    elif method == "transform-far":  # the first searches, then the transform for every query left open
-        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 0, 4: 1 << 40})
-        monkeypatch.setattr(transform, "CALL_COST", 0)
-    elif method == "transform-open":  # the rows within 1, then the transform for every query left open
-        monkeypatch.setattr(distances, "QUERY_COSTS_AFTER", {1: 1 << 40, 4: 0})
-        monkeypatch.setattr(transform, "CALL_COST", 0)
+    """The search (CUDA's method) on the CPU too, or the CPU's own transform."""
+    monkeypatch.setattr(distances, "SEARCH_ON_CPU", method == "search")
 
 
 def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density: float) -> torch.Tensor:
@@ -55,7 +46,7 @@ def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(4))
 @pytest.mark.parametrize("block", [None, 64])
-@pytest.mark.parametrize("method", ["chosen", "search", "transform", "transform-far", "transform-open"])
+@pytest.mark.parametrize("method", ["search", "transform"])
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
     not torch.cuda.is_available(), reason="needs a CUDA device"))])
 def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: int, block: int | None, method: str,
@@ -79,17 +70,19 @@ def test_search_is_exact_for_far_and_scattered_elements(convention: str, seed: i
 
 @pytest.mark.parametrize("convention", ["surface-distance", "monai"])
 @pytest.mark.parametrize("seed", range(3))
-def test_dense_boundaries_are_transformed_and_exact(convention: str, seed: int, monkeypatch) -> None:
-    """Speckle over the whole image against clean shapes: the transform answers (it is cheaper) and agrees
-    with brute force, on anisotropic spacing, objects on the border and one-pixel objects."""
+@pytest.mark.parametrize("scan_budget", [0.0, feature_transform.SCAN_BUDGET, math.inf])
+def test_dense_boundaries_are_transformed_and_exact(convention: str, seed: int, scan_budget: float,
+                                                     monkeypatch) -> None:
+    """Speckle over the whole image against clean shapes: the CPU's transform answers every query and agrees
+    with brute force, on anisotropic spacing, objects on the border and one-pixel objects; whether rows are
+    answered by their lower envelope (budget 0), by scans (no limit) or by both."""
     calls = []
-    real = transform.ndimage.distance_transform_edt
 
     def counted(*args, **kwargs):
-        calls.append(args[0].shape)
-        return real(*args, **kwargs)
+        calls.append(len(args[3]))
+        return feature_transform.nearest_squared_distances(*args, **kwargs, scan_budget=scan_budget)
 
-    monkeypatch.setattr(transform.ndimage, "distance_transform_edt", counted)
+    monkeypatch.setattr(transform, "nearest_squared_distances", counted)
     rng = np.random.default_rng(seed)
     n, shape = 4, (70, 90)
     pred = torch.from_numpy(rng.random((n, *shape)) < rng.uniform(0.2, 0.6, size=(n, 1, 1)))
@@ -101,13 +94,14 @@ def test_dense_boundaries_are_transformed_and_exact(convention: str, seed: int, 
     spacing = torch.from_numpy(rng.choice([0.3, 0.7, 1.0, 1.9], size=(n, 2))).double()
     b = boundaries(pred, target, spacing, convention)
     np.testing.assert_array_equal(partner_squared_distances(b).numpy(), _brute_force(b))
-    assert len(calls) >= 3  # the speckles' queries against the three clean shapes at least
+    assert len(calls) == 1 and calls[0] >= 3  # one call, for the speckles against the three clean shapes at least
 
 
 def test_transform_and_search_differ_at_most_by_one_ulp_on_ties(monkeypatch) -> None:
-    """Where several elements lie at the same real distance, the two float64 sums ``(dy*sy)**2 + (dx*sx)**2``
-    can differ in the last bit: the search keeps the smallest, the transform SciPy's pick (as the references
-    do). With spacings whose products are exact (1, 0.5) the two agree bit for bit."""
+    """Where several elements lie at the same real distance, the float64 sums ``(dy*sy)**2 + (dx*sx)**2``
+    of an inexact spacing (0.1) can differ in the last bit: the search keeps the smallest (as brute force
+    does), the transform the smallest of the tied targets its envelope keeps. With spacings whose products
+    are exact (1, 0.5) both agree with brute force bit for bit."""
     rng = np.random.default_rng(0)
     differed = 0
     for _ in range(24):
@@ -115,17 +109,18 @@ def test_transform_and_search_differ_at_most_by_one_ulp_on_ties(monkeypatch) -> 
         target = torch.from_numpy(rng.random((4, 80, 90)) < 0.02)
         for spacing, exact in ((0.1, False), (1.0, True), (0.5, True)):
             b = boundaries(pred, target, torch.full((4, 2), spacing, dtype=torch.float64), "monai")
+            expected = _brute_force(b)
             _force("search", monkeypatch)
-            searched = partner_squared_distances(b).numpy()
+            np.testing.assert_array_equal(partner_squared_distances(b).numpy(), expected)
             monkeypatch.undo()
             _force("transform", monkeypatch)
             transformed = partner_squared_distances(b).numpy()
             monkeypatch.undo()
             if exact:
-                np.testing.assert_array_equal(transformed, searched)
+                np.testing.assert_array_equal(transformed, expected)
             else:
-                finite = np.isfinite(searched)
-                assert (transformed[finite] >= searched[finite]).all()  # the search keeps the smallest
-                assert (transformed[finite] <= np.nextafter(searched[finite], np.inf)).all()
-                differed += int((transformed != searched).sum())
+                finite = np.isfinite(expected)
+                assert (transformed[finite] >= expected[finite]).all()
+                assert (transformed[finite] <= np.nextafter(expected[finite], np.inf)).all()
+                differed += int((transformed != expected).sum())
     assert differed  # such ties occurred: the bound was tested where it matters

@@ -16,21 +16,27 @@ last bit, and the smaller is the one the search of :mod:`.distances` keeps too.
 A query near a target is answered without the envelope: it reads the columns on either side of its
 own, nearest first, until the next column is farther than the best found (a few columns, where
 predictions and ground truths nearly agree). A row's scans may read as many columns as a quarter of
-its envelope's, and then the envelope answers the rest of the row. So a row costs at most a little
+its envelope's, and a single query 32 on each side; then the envelope answers the rest of the row. So a row costs at most a little
 more than the cheaper of the two, and the whole costs at most about one pass over the box, the cost
 of one distance transform, whatever the masks look like; usually far less.
 
-The kernels are compiled by Numba on first use (cached on disk, so a second process pays nothing).
+The kernels are compiled by Numba on first use (a few seconds, once: cached on disk) and answer the
+images of a batch in as many threads as torch uses; each image is one thread's, so the values do not
+depend on the threads.
 """
 
 from __future__ import annotations
 
 import numba
 import numpy as np
+import torch
 
 # What a row's scans may spend, in pairs of columns per column of its envelope, before the envelope
 # answers the rest of the row: reading a pair costs about what adding a parabola to the envelope does.
 SCAN_BUDGET = 0.25
+# A query whose scan passes this many columns on each side is far: the envelope answers it and the rest
+# of its row (a far row's first query would otherwise spend the row's whole budget).
+_FAR_COLUMNS = 32
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -92,7 +98,7 @@ def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queri
                     dy = (_nearest_row(column_rows, start, below, c, r) - r) * sy
                     best = dy * dy
                 d = 1
-                while spent < scan_budget * n_held:
+                while spent < scan_budget * n_held and d <= _FAR_COLUMNS:
                     dx = d * sx
                     if dx * dx >= best:
                         break
@@ -147,10 +153,11 @@ def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_
     return k
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
 def _images(row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end,
             queries, out, scan_budget):  # pragma: no cover - compiled
-    for i in range(len(top)):
+    # Tasks write disjoint elements of ``out``: the threads' order cannot change a value.
+    for i in numba.prange(len(top)):
         _image(row, col, spacing[i, 0], spacing[i, 1], top[i], left[i], width[i], targets_start[i],
                targets_end[i], queries[query_start[i]:query_end[i]], out, scan_budget)
 
@@ -181,8 +188,9 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
         Float64 per element: where the squared distances go.
     scan_budget
         What a row's scans may read, in pairs of columns per column of the row's lower envelope, before
-        the envelope answers the rest of the row (0: every row by its envelope; ``inf``: by scans alone).
-        The answers are the same whatever it is; only the time differs.
+        the envelope answers the rest of the row (0: every row by its envelope; ``inf``: no limit but
+        the one on a single query, 32 columns each side). The answers are the same whatever it is;
+        only the time differs.
 
     Examples
     --------
@@ -193,5 +201,7 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
     >>> float(out[2])   # (1 row * 1.0)**2 + (4 columns * 0.5)**2 to (0, 0); (2 * 1.0)**2 + (2 * 0.5)**2 to (3, 2)
     5.0
     """
+    # As many threads as torch uses on the CPU (``torch.set_num_threads``), one image at a time each.
+    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     _images(row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end, queries, out,
             float(scan_budget))

@@ -75,7 +75,7 @@ def test_dense_boundaries_are_transformed_and_exact(convention: str, seed: int, 
                                                      monkeypatch) -> None:
     """Speckle over the whole image against clean shapes: the CPU's transform answers every query and agrees
     with brute force, on anisotropic spacing, objects on the border and one-pixel objects; whether rows are
-    answered by their lower envelope (budget 0), by scans (no limit) or by both."""
+    answered by their lower envelope (budget 0), by scans as far as they may go (no budget) or by both."""
     calls = []
 
     def counted(*args, **kwargs):
@@ -124,3 +124,53 @@ def test_transform_and_search_differ_at_most_by_one_ulp_on_ties(monkeypatch) -> 
                 assert (transformed[finite] <= np.nextafter(expected[finite], np.inf)).all()
                 differed += int((transformed != expected).sum())
     assert differed  # such ties occurred: the bound was tested where it matters
+
+
+@pytest.mark.parametrize("scan_budget", [0.0, feature_transform.SCAN_BUDGET, math.inf])
+def test_feature_transform_is_exact_on_random_targets(scan_budget: float) -> None:
+    """The compiled transform against brute force on random boxes, one call for many tasks: sparse and dense
+    targets, queries near and far (past the scans' 32 columns), anisotropic spacing, boxes off the origin."""
+    rng = np.random.default_rng(7)
+    rows, cols, spacing, box, targets, queries, expected = [], [], [], [], [], [], []
+    n = 0
+    for _ in range(60):
+        h, w = (int(v) for v in rng.integers(1, 90, 2))
+        target = rng.random((h, w)) < rng.choice([0.002, 0.05, 0.4])
+        target[rng.integers(h), rng.integers(w)] = True
+        query = (rng.random((h, w)) < 0.3) & ~target
+        sy, sx = rng.choice([1.0, 0.5, 0.3, 2.7], size=2)
+        top, left = (int(v) for v in rng.integers(0, 50, 2))
+        (tr, tc), (qr, qc) = np.nonzero(target), np.nonzero(query)
+        rows += [tr + top, qr + top]
+        cols += [tc + left, qc + left]
+        spacing.append((sy, sx))
+        box.append((top, left, w))
+        targets.append((n, n + len(tr)))
+        queries.append(np.arange(n + len(tr), n + len(tr) + len(qr)))
+        n += len(tr) + len(qr)
+        expected.append((((qr[:, None] - tr) * sy) ** 2 + ((qc[:, None] - tc) * sx) ** 2).min(1, initial=np.inf))
+    out = np.full(n, np.nan)
+    counts = np.array([len(q) for q in queries])
+    feature_transform.nearest_squared_distances(
+        np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64), np.array(spacing),
+        *(np.array(v, dtype=np.int64) for v in zip(*box)), *(np.array(v, dtype=np.int64) for v in zip(*targets)),
+        np.cumsum(counts) - counts, np.cumsum(counts), np.concatenate(queries).astype(np.int64), out,
+        scan_budget=scan_budget)
+    np.testing.assert_array_equal(out[np.concatenate(queries)], np.concatenate(expected))
+
+
+def test_transform_values_do_not_depend_on_threads() -> None:
+    """Each image is one thread's: one thread or two give the same values, bit for bit."""
+    rng = np.random.default_rng(3)
+    pred = torch.from_numpy(rng.random((6, 120, 100)) < 0.3)
+    target = torch.from_numpy(rng.random((6, 120, 100)) < 0.01)
+    b = boundaries(pred, target, torch.full((6, 2), 0.1, dtype=torch.float64), "surface-distance")
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = partner_squared_distances(b).numpy()
+        torch.set_num_threads(2)
+        two = partner_squared_distances(b).numpy()
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(one, two)

@@ -4,28 +4,33 @@ separable transform evaluated only at the queries.
 For the targets ``T`` of one image, let ``g(r, c')`` be the distance along column ``c'`` from row
 ``r`` to the nearest target in that column. The squared distance from a query ``(r, c)`` is then
 ``min_c' (sx * (c - c'))**2 + (sy * g(r, c'))**2`` (Saito & Toriwaki 1994; Meijster et al. 2000),
-exactly. The first pass is linear in the box's pixels: the targets sorted by column, and a pointer per
-column that moves down the rows. The second pass runs only on the rows that hold queries: the lower
+exactly. The first pass costs no more than the box's pixels: the targets sorted by column, and a
+pointer per column that moves down the rows. The second pass runs only on the rows that hold queries:
+the lower
 envelope of the parabolas ``c -> (sx * (c - c'))**2 + (sy * g(r, c'))**2`` (Felzenszwalb &
 Huttenlocher 2012), read at each query's column. The squared distance is then formed from the integer
 offset to the target found, ``(dy * sy)**2 + (dx * sx)**2`` in float64 as SciPy forms its distances,
-for the envelope's parabola at the query and its two neighbours, and the smallest is kept: where two
+for the envelope's parabola at the query and its two neighbours, and the smallest is kept. Where
 targets lie at the same real distance, the float sums of an inexact spacing (0.1 mm) may differ in the
-last bit, and the smaller is the one the search of :mod:`.distances` keeps too.
+last bit; the envelope keeps one parabola of those that tie, so the value may be one ulp above the
+smallest sum, which the search of :mod:`.distances` and brute force keep (as SciPy's pick could be).
 
 A query near a target is answered without the envelope: it reads the columns on either side of its
 own, nearest first, until the next column is farther than the best found (a few columns, where
-predictions and ground truths nearly agree). A row's scans may read as many columns as a quarter of
-its envelope's, and a single query 32 on each side; then the envelope answers the rest of the row. So a row costs at most a little
-more than the cheaper of the two, and the whole costs at most about one pass over the box, the cost
-of one distance transform, whatever the masks look like; usually far less.
+predictions and ground truths nearly agree). A row's scans may read a quarter as many columns as its
+envelope holds, and a single query 32 on each side; then the envelope answers the rest of the row. So
+a row costs at most a little more than the cheaper of the two, and an image at most about one pass
+over the box, the cost of one distance transform, whatever the masks look like; usually far less.
 
 The kernels are compiled by Numba on first use (a few seconds, once: cached on disk) and answer the
-images of a batch in as many threads as torch uses; each image is one thread's, so the values do not
-depend on the threads.
+images of a batch in as many Python threads as torch uses (they run without the GIL; no Numba
+threading layer, so nothing changes for forked processes); each image is one thread's, so the values
+do not depend on the threads.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -53,7 +58,8 @@ def _nearest_row(column_rows, start, below, c, r):  # pragma: no cover - compile
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queries, out, scan_budget):  # pragma: no cover - compiled
+def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queries, out,
+           scan_budget):  # pragma: no cover - compiled
     """Answer the ``queries`` (element indices, row-major) of one image from the targets
     ``targets_start:targets_end`` (row-major), in the box whose top-left is ``(top, left)``."""
     # Targets by column, each column's rows ascending (the targets are listed row-major).
@@ -92,8 +98,8 @@ def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queri
             best = np.inf
             if k < 0:
                 # Near a target, a few columns settle it: a column ``d`` away holds nothing nearer than
-                # ``(d * sx)**2``, formed as the sums below form it. The row's scans may read as many
-                # columns as its envelope would; past that the envelope answers the rest of the row.
+                # ``(d * sx)**2``, formed as the sums below form it. Past the row's budget, or past
+                # ``_FAR_COLUMNS``, the envelope answers this query and the rest of the row.
                 if start[c + 1] > start[c]:
                     dy = (_nearest_row(column_rows, start, below, c, r) - r) * sy
                     best = dy * dy
@@ -153,11 +159,10 @@ def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_
     return k
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
-def _images(row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end,
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _images(tasks, row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end,
             queries, out, scan_budget):  # pragma: no cover - compiled
-    # Tasks write disjoint elements of ``out``: the threads' order cannot change a value.
-    for i in numba.prange(len(top)):
+    for i in tasks:
         _image(row, col, spacing[i, 0], spacing[i, 1], top[i], left[i], width[i], targets_start[i],
                targets_end[i], queries[query_start[i]:query_end[i]], out, scan_budget)
 
@@ -189,8 +194,8 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
     scan_budget
         What a row's scans may read, in pairs of columns per column of the row's lower envelope, before
         the envelope answers the rest of the row (0: every row by its envelope; ``inf``: no limit but
-        the one on a single query, 32 columns each side). The answers are the same whatever it is;
-        only the time differs.
+        the one on a single query, 32 columns each side). Only the time depends on it (and, where
+        targets tie at an inexact spacing, which tied value of one ulp apart is kept).
 
     Examples
     --------
@@ -201,7 +206,19 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
     >>> float(out[2])   # (1 row * 1.0)**2 + (4 columns * 0.5)**2 to (0, 0); (2 * 1.0)**2 + (2 * 0.5)**2 to (3, 2)
     5.0
     """
-    # As many threads as torch uses on the CPU (``torch.set_num_threads``), one image at a time each.
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    _images(row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end, queries, out,
-            float(scan_budget))
+    # As many threads as torch uses on the CPU (``torch.set_num_threads``), taking runs of tasks in
+    # turn: a few runs per thread, of about equal work at most (a task's box, rows times columns, bounds
+    # its work). The kernel runs without the GIL; each task writes only its own queries' elements of
+    # ``out``, so the threads cannot change a value.
+    args = (row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end, queries,
+            out, float(scan_budget))
+    tasks = np.arange(len(top))
+    threads = min(torch.get_num_threads(), len(tasks))
+    if threads <= 1:
+        _images(tasks, *args)
+        return
+    rows = row[queries[query_end - 1]] - top + 1  # a task's rows end at its last query's
+    work = np.cumsum(rows * width)
+    runs = np.split(tasks, np.searchsorted(work, work[-1] * np.arange(1, 4 * threads) / (4 * threads)))
+    with ThreadPoolExecutor(threads, thread_name_prefix="medseg-eval-transform") as pool:
+        list(pool.map(lambda run: _images(run, *args), [r for r in runs if len(r)]))

@@ -22,7 +22,8 @@ envelope holds, and a single query 32 on each side; then the envelope answers th
 a row costs at most a little more than the cheaper of the two, and an image at most about one pass
 over the box, the cost of one distance transform, whatever the masks look like; usually far less.
 
-The kernels are compiled by Numba on first use (a few seconds, once: cached on disk) and answer the
+The kernels are compiled by Numba on first use (a few seconds, once: cached on disk where Numba finds
+a writable place, else once per process) and answer the
 images of a batch in as many Python threads as torch uses (they run without the GIL; no Numba
 threading layer, so nothing changes for forked processes); each image is one thread's, so the values
 do not depend on the threads.
@@ -36,6 +37,30 @@ import numba
 import numpy as np
 import torch
 
+
+def _compiled(**options):
+    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)``, or the same without the disk
+    cache where Numba finds no writable place for it (a read-only install with no writable user cache):
+    then each process compiles the kernels once instead of failing to import.
+
+    Examples
+    --------
+    >>> namespace = {}
+    >>> exec("def plus_one(x): return x + 1", namespace)   # no source file: nowhere to cache
+    >>> _compiled()(namespace["plus_one"])(41)
+    42
+    """
+    options = {"nogil": True, "error_model": "numpy", **options}
+
+    def compile_(fn):
+        try:
+            return numba.njit(cache=True, **options)(fn)
+        except RuntimeError:  # "cannot cache function ...: no locator available"
+            return numba.njit(**options)(fn)
+
+    return compile_
+
+
 # What a row's scans may spend, in pairs of columns per column of its envelope, before the envelope
 # answers the rest of the row: reading a pair costs about what adding a parabola to the envelope does.
 SCAN_BUDGET = 0.25
@@ -44,7 +69,7 @@ SCAN_BUDGET = 0.25
 _FAR_COLUMNS = 32
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+@_compiled(inline="always")
 def _nearest_row(column_rows, start, below, c, r):  # pragma: no cover - compiled
     """The row of the target nearest row ``r`` in column ``c`` (which holds targets); ``below[c]`` moves
     down the column as the rows ascend."""
@@ -57,7 +82,7 @@ def _nearest_row(column_rows, start, below, c, r):  # pragma: no cover - compile
     return column_rows[p]
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@_compiled()
 def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queries, out,
            scan_budget):  # pragma: no cover - compiled
     """Answer the ``queries`` (element indices, row-major) of one image from the targets
@@ -131,7 +156,7 @@ def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queri
             out[e] = best
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@_compiled()
 def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_row, env_height,
               env_from):  # pragma: no cover - compiled
     """Build row ``r``'s lower envelope of the parabolas ``c -> sx2 * (c - c')**2 + (sy * g(r, c'))**2``
@@ -159,7 +184,7 @@ def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_
     return k
 
 
-@numba.njit(cache=True, nogil=True, error_model="numpy")
+@_compiled()
 def _images(tasks, row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end,
             queries, out, scan_budget):  # pragma: no cover - compiled
     for i in tasks:

@@ -52,7 +52,7 @@ def transform(b: Boundaries, pending: torch.Tensor, d2: torch.Tensor) -> None:
     elements = np.bincount(image, minlength=2 * n)
     queries = np.bincount(image[at], minlength=2 * n)
     query_end = queries.cumsum()
-    top, left, _, right = _extents(row, col, elements)
+    top, left, right = _extents(row, col, elements)
     partner = np.roll(np.arange(2 * n), n)  # image i's partner: (i + n) mod 2n
     top, left = np.minimum(top, top[partner]), np.minimum(left, left[partner])
     right = np.maximum(right, right[partner])
@@ -66,15 +66,14 @@ def transform(b: Boundaries, pending: torch.Tensor, d2: torch.Tensor) -> None:
 
 
 def _extents(row: np.ndarray, col: np.ndarray, elements: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Per image, the first and last rows and columns of its elements (listed by image, row-major;
-    ``elements`` counts each image's); an image without elements gets an empty extent."""
-    end = elements.cumsum()
-    start = end - elements
+    """Per image, the first row and the first and last columns of its elements (listed by image,
+    row-major; ``elements`` counts each image's); an image without elements gets an empty extent."""
+    start = elements.cumsum() - elements
     held = elements > 0
-    top, bottom = np.full(len(elements), 1 << 40), np.full(len(elements), -(1 << 40))
-    left, right = top.copy(), bottom.copy()
+    top = np.full(len(elements), 1 << 40)
+    left, right = top.copy(), np.full(len(elements), -(1 << 40))
     if held.any():
-        top[held], bottom[held] = row[start[held]], row[end[held] - 1]
+        top[held] = row[start[held]]
         left[held] = np.minimum.reduceat(col, start[held])
         right[held] = np.maximum.reduceat(col, start[held])
-    return top, left, bottom, right
+    return top, left, right

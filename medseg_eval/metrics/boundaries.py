@@ -14,7 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import compiled
 from .conventions import CONVENTION_SPECS
+from .element_lists import list_elements
 
 # Bit k of byte m of a packed row is column 8m + k. The eight 0/1 bytes of an int64 word, multiplied
 # by this, land in order in the word's top byte: no two partial products share a bit or carry into it.
@@ -259,22 +261,33 @@ def frame_boundaries(bits: torch.Tensor, shape: tuple[int, int], spacing: torch.
     n, (h, w) = len(bits) // 2, shape
     surfels = CONVENTION_SPECS[convention].boundary == "surfels"
     elements = corner_elements(bits) if surfels else edge_pixels(bits)
-    per_row = 8 * bits.shape[2]
+    table = contour_length_table(spacing).to(bits.device).repeat(2, 1) if surfels else None
+    shift = 7 if surfels else 8  # where the frame puts corner (i, j) and pixel (i, j): column j + shift
+    if compiled.used(bits):
+        image, row, col, on_partner, weight, weight_rank = list_elements(elements, shift, bits if surfels else None,
+                                                                         table)
+    else:
+        image, row, col, on_partner, weight, weight_rank = _listed(elements, shift, bits if surfels else None, table)
+    shape = (h + 1, w + 1) if surfels else (h, w)
+    return Boundaries(image, row, col, weight, weight_rank, on_partner, spacing.repeat(2, 1), n, shape)
+
+
+def _listed(elements: torch.Tensor, shift: int, bits: torch.Tensor | None,
+            table: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+    """:func:`~.element_lists.list_elements` by torch operations, as CUDA runs it."""
+    n = len(elements) // 2
+    per_row = 8 * elements.shape[2]
     per_image = elements.shape[1] * per_row
     at = _set_bits(elements)
     image = at.div(per_image, rounding_mode="floor")
     row = (at - image * per_image).div(per_row, rounding_mode="floor")
-    col = at % per_row - (7 if surfels else 8)  # where the frame puts corner (i, j) and pixel (i, j)
+    col = at % per_row - shift
     on_partner = _bits_at(elements, at + torch.where(image < n, n, -n) * per_image).bool()
-    if surfels:
-        table = contour_length_table(spacing).to(bits.device).repeat(2, 1)
-        # Corner (i, j) of the frame's rows i, i+1 is flat bit at + image * per_row of the frame.
-        code = image * 16 + neighbour_codes(bits, at + image * per_row)
-        weight = _gather(table.flatten(), code)
-        # Lengths ordered within each image by a small integer key, which sorts several times faster.
-        weight_rank = _gather(table.argsort(dim=1, stable=True).argsort(dim=1).to(torch.int16).flatten(), code)
-    else:
-        weight = torch.ones(len(image), dtype=torch.float64, device=bits.device)
-        weight_rank = None
-    shape = (h + 1, w + 1) if surfels else (h, w)
-    return Boundaries(image, row, col, weight, weight_rank, on_partner, spacing.repeat(2, 1), n, shape)
+    if bits is None:
+        return image, row, col, on_partner, torch.ones(len(image), dtype=torch.float64, device=at.device), None
+    # Corner (i, j) of the frame's rows i, i+1 is flat bit at + image * per_row of the frame.
+    code = image * 16 + neighbour_codes(bits, at + image * per_row)
+    weight = _gather(table.flatten(), code)
+    # Lengths ordered within each image by a small integer key, which sorts several times faster.
+    weight_rank = _gather(table.argsort(dim=1, stable=True).argsort(dim=1).to(torch.int16).flatten(), code)
+    return image, row, col, on_partner, weight, weight_rank

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import compiled
 from .boundaries import Boundaries, _gather
 from .transform import transform
 
@@ -46,9 +47,6 @@ _COLUMNS_WORTH = 8
 _FAR_ROWS = 16
 # Marks "no target row left unsearched": farther than any image.
 _FAR = 1 << 24
-# The CPU answers every query by the transform of :mod:`.transform`; the tests set this to check the
-# search, which CUDA runs, on the CPU too.
-SEARCH_ON_CPU = False
 
 
 def _gaps_along_lines(keys: torch.Tensor, probe: torch.Tensor) -> torch.Tensor:
@@ -97,7 +95,7 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
     """
     d2 = torch.full((len(b.image),), math.inf, dtype=torch.float64, device=b.image.device)
     pending = _open_queries(b, d2)
-    if d2.device.type == "cpu" and not SEARCH_ON_CPU:
+    if compiled.used(d2):
         transform(b, pending, d2)
         return d2
     if len(pending) == 0:

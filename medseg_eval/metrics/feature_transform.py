@@ -22,44 +22,15 @@ envelope holds, and a single query 32 on each side; then the envelope answers th
 a row costs at most a little more than the cheaper of the two, and an image at most about one pass
 over the box, the cost of one distance transform, whatever the masks look like; usually far less.
 
-The kernels are compiled by Numba on first use (a few seconds, once: cached on disk where Numba finds
-a writable place, else once per process) and answer the
-images of a batch in as many Python threads as torch uses (they run without the GIL; no Numba
-threading layer, so nothing changes for forked processes); each image is one thread's, so the values
-do not depend on the threads.
+The kernels are compiled by Numba (:mod:`.compiled`) and answer the images of a batch in as many
+threads as torch uses; each image is one thread's, so the values do not depend on the threads.
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
-import numba
 import numpy as np
-import torch
 
-
-def _compiled(**options):
-    """``numba.njit(cache=True, nogil=True, error_model="numpy", **options)``, or the same without the disk
-    cache where Numba finds no writable place for it (a read-only install with no writable user cache):
-    then each process compiles the kernels once instead of failing to import.
-
-    Examples
-    --------
-    >>> namespace = {}
-    >>> exec("def plus_one(x): return x + 1", namespace)   # no source file: nowhere to cache
-    >>> _compiled()(namespace["plus_one"])(41)
-    42
-    """
-    options = {"nogil": True, "error_model": "numpy", **options}
-
-    def compile_(fn):
-        try:
-            return numba.njit(cache=True, **options)(fn)
-        except RuntimeError:  # "cannot cache function ...: no locator available"
-            return numba.njit(**options)(fn)
-
-    return compile_
-
+from .compiled import compiled, in_threads
 
 # What a row's scans may spend, in pairs of columns per column of its envelope, before the envelope
 # answers the rest of the row: reading a pair costs about what adding a parabola to the envelope does.
@@ -69,7 +40,7 @@ SCAN_BUDGET = 0.25
 _FAR_COLUMNS = 32
 
 
-@_compiled(inline="always")
+@compiled(inline="always")
 def _nearest_row(column_rows, start, below, c, r):  # pragma: no cover - compiled
     """The row of the target nearest row ``r`` in column ``c`` (which holds targets); ``below[c]`` moves
     down the column as the rows ascend."""
@@ -82,7 +53,7 @@ def _nearest_row(column_rows, start, below, c, r):  # pragma: no cover - compile
     return column_rows[p]
 
 
-@_compiled()
+@compiled()
 def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queries, out,
            scan_budget):  # pragma: no cover - compiled
     """Answer the ``queries`` (element indices, row-major) of one image from the targets
@@ -156,7 +127,7 @@ def _image(row, col, sy, sx, top, left, width, targets_start, targets_end, queri
             out[e] = best
 
 
-@_compiled()
+@compiled()
 def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_row, env_height,
               env_from):  # pragma: no cover - compiled
     """Build row ``r``'s lower envelope of the parabolas ``c -> sx2 * (c - c')**2 + (sy * g(r, c'))**2``
@@ -184,7 +155,7 @@ def _envelope(column_rows, start, below, held, n_held, r, sy, sx2, env_col, env_
     return k
 
 
-@_compiled()
+@compiled()
 def _images(tasks, row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end,
             queries, out, scan_budget):  # pragma: no cover - compiled
     for i in tasks:
@@ -231,19 +202,8 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
     >>> float(out[2])   # (1 row * 1.0)**2 + (4 columns * 0.5)**2 to (0, 0); (2 * 1.0)**2 + (2 * 0.5)**2 to (3, 2)
     5.0
     """
-    # As many threads as torch uses on the CPU (``torch.set_num_threads``), taking runs of tasks in
-    # turn: a few runs per thread, of about equal work at most (a task's box, rows times columns, bounds
-    # its work). The kernel runs without the GIL; each task writes only its own queries' elements of
-    # ``out``, so the threads cannot change a value.
-    args = (row, col, spacing, top, left, width, targets_start, targets_end, query_start, query_end, queries,
-            out, float(scan_budget))
-    tasks = np.arange(len(top))
-    threads = min(torch.get_num_threads(), len(tasks))
-    if threads <= 1:
-        _images(tasks, *args)
-        return
-    rows = row[queries[query_end - 1]] - top + 1  # a task's rows end at its last query's
-    work = np.cumsum(rows * width)
-    runs = np.split(tasks, np.searchsorted(work, work[-1] * np.arange(1, 4 * threads) / (4 * threads)))
-    with ThreadPoolExecutor(threads, thread_name_prefix="medseg-eval-transform") as pool:
-        list(pool.map(lambda run: _images(run, *args), [r for r in runs if len(r)]))
+    # A task's box, rows times columns, bounds its work; its rows end at its last query's. Each task
+    # writes only its own queries' elements of ``out``.
+    rows = row[queries[query_end - 1]] - top + 1 if len(top) else top
+    in_threads(_images, rows * width, row, col, spacing, top, left, width, targets_start, targets_end, query_start,
+               query_end, queries, out, float(scan_budget))

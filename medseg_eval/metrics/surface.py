@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import compiled
 from .boundaries import Boundaries, _gather
 from .conventions import CONVENTION_SPECS, EmptyPolicy
 from .distances import partner_squared_distances
 from .percentiles import _last_in_row, _linear_percentile, _linear_percentile_float32, _nonzero, _weighted_percentile
+from .sorted_rows import sorted_rows
 
 
 @dataclass(frozen=True)
@@ -118,15 +120,20 @@ def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
     """
     n = b.pairs
     spec = CONVENTION_SPECS[convention]
-    d = sqrt_rn(partner_squared_distances(b))
-    if spec.distance_dtype == "float32":
-        d = d.float().double()
+    d2 = partner_squared_distances(b)
     # DeepMind sorts (distance, length) pairs lexicographically.
     rank = b.weight_rank if spec.boundary == "surfels" else None
     split = int(torch.searchsorted(b.image, n))  # elements are listed by image, predictions' first
-    pred, target = slice(0, split), slice(split, None)
-    pd, pw, pc = _padded_rows(b.image[pred], d[pred], b.weight[pred], n, None if rank is None else rank[pred])
-    td, tw, tc = _padded_rows(b.image[target] - n, d[target], b.weight[target], n, None if rank is None else rank[target])
+    rows = []
+    for part, first in ((slice(0, split), 0), (slice(split, None), n)):
+        image, weight, part_rank = b.image[part] - first, b.weight[part], None if rank is None else rank[part]
+        if compiled.used(d2):
+            rows.append(sorted_rows(image, d2[part], weight, n, part_rank))
+        else:
+            rows.append(_padded_rows(image, sqrt_rn(d2[part]), weight, n, part_rank))
+    (pd, pw, pc), (td, tw, tc) = rows
+    if spec.distance_dtype == "float32":  # rounding keeps the rows ascending
+        pd, td = pd.float().double(), td.float().double()
     return SurfaceDistances(pd, pw, pc, td, tw, tc)
 
 

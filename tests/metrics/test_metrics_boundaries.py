@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from medseg_eval.metrics import compiled
 from medseg_eval.metrics.boundaries import boundaries, contour_length_table
 
 
@@ -35,8 +36,11 @@ def _corner_codes(mask: np.ndarray) -> dict[tuple[int, int], int]:
 
 
 @pytest.mark.parametrize("convention", ["surface-distance", "medpy"])
-@pytest.mark.parametrize("width", [1, 5, 6, 7, 8, 13, 14, 15, 22, 30, 31])  # W + 2 across multiples of 8
-def test_boundary_elements_match_their_pixelwise_definition(convention: str, width: int) -> None:
+@pytest.mark.parametrize("width", [1, 5, 6, 7, 8, 13, 14, 15, 22, 30, 31, 64, 70])  # W + 2 across multiples of 8
+@pytest.mark.parametrize("listed_by", ["kernel", "torch"])  # the CPU's compiled scan, or CUDA's torch code
+def test_boundary_elements_match_their_pixelwise_definition(convention: str, width: int, listed_by: str,
+                                                            monkeypatch) -> None:
+    monkeypatch.setattr(compiled, "ON_CPU", listed_by == "kernel")
     rng = np.random.default_rng(width)
     n, h = 3, 7
     masks = rng.random((2, n, h, width)) < rng.random((2, n, 1, 1))  # sparse to full
@@ -62,6 +66,14 @@ def test_boundary_elements_match_their_pixelwise_definition(convention: str, wid
     assert got == want
     np.testing.assert_array_equal(b.weight.numpy(), weights)
     assert b.on_partner.tolist() == shared
+    if convention == "surface-distance":  # each element's rank among its image's 16 lengths orders the lengths
+        for i in range(2 * n):
+            mine = b.image == i
+            rank, weight = b.weight_rank[mine].long(), b.weight[mine]
+            assert (weight[rank.argsort(stable=True)].diff() >= 0).all()
+            assert all(len(weight[rank == r].unique()) == 1 for r in rank.unique())
+    else:
+        assert b.weight_rank is None
     assert b.shape == ((h + 1, width + 1) if convention == "surface-distance" else (h, width))
 
 

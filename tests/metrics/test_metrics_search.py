@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from medseg_eval.metrics import distances, feature_transform, transform
+from medseg_eval.metrics import compiled, distances, feature_transform, transform
 from medseg_eval.metrics.boundaries import Boundaries, boundaries
 from medseg_eval.metrics.distances import partner_squared_distances
 
@@ -30,7 +30,7 @@ def _brute_force(b: Boundaries) -> np.ndarray:
 
 def _force(method: str, monkeypatch) -> None:
     """The search (CUDA's method) on the CPU too, or the CPU's own transform."""
-    monkeypatch.setattr(distances, "SEARCH_ON_CPU", method == "search")
+    monkeypatch.setattr(compiled, "ON_CPU", method != "search")
 
 
 def _scattered(rng: np.random.Generator, n: int, shape: tuple[int, int], density: float) -> torch.Tensor:

@@ -1,0 +1,194 @@
+"""Each image's distances in ascending order, on the CPU, by a compiled radix sort per image.
+
+The distance metrics read each image's distances sorted (percentiles, and sums in the order the
+references add them), and DeepMind orders distances that tie by their contour lengths. A row is
+sorted here by the squared distances' bits, least significant byte first, in stable passes that skip
+the bytes every element shares: squared distances of integer offsets at spacings such as 1 or 0.5 vary
+in their top four bytes only, so a row costs about four passes over it. Contour lengths are the minor
+key: their ranks (:attr:`.Boundaries.weight_rank`) go first, in one counting pass. Distinct squared
+distances can share a square root; where they do (and lengths are a key), that run is put in order of
+rank again, so every row holds exactly the (distance, weight) pairs, in exactly the order, that
+sorting the distances and lengths as pairs gives. CUDA sorts the whole list by torch's sorts instead
+(:func:`.surface._padded_rows`); the tests compare the two.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .compiled import compiled, in_threads
+
+# Rows at most this long are sorted by insertion instead.
+_SHORT = 32
+
+
+@compiled()
+def _rows(tasks, start, count, squared, keys, rank, weights, ranked, d_out, w_out):  # pragma: no cover - compiled
+    """Sort the elements ``start[i]:start[i] + count[i]`` of each task ``i`` by ``(keys, rank)`` (stably;
+    ``keys``: the bits of ``squared``) and write their square roots and weights into row ``i`` of ``d_out`` and ``w_out``, padded with inf and 0."""
+    length = d_out.shape[1]
+    for i in tasks:
+        m, s = count[i], start[i]
+        order = np.empty(m, np.int64)
+        key = np.empty(m, np.uint64)
+        if m <= _SHORT:
+            for j in range(m):
+                e, k = s + j, keys[s + j]
+                r = rank[e] if ranked else 0
+                p = j
+                while p > 0 and (key[p - 1] > k or (key[p - 1] == k and ranked and rank[order[p - 1]] > r)):
+                    key[p], order[p] = key[p - 1], order[p - 1]
+                    p -= 1
+                key[p], order[p] = k, e
+        else:
+            if ranked:
+                _by_rank(np.arange(s, s + m), rank, order)
+            else:
+                order[:] = np.arange(s, s + m)
+            # Elements on the partner's boundary (distance 0, often half) first, the others after, stably.
+            zeros = 0
+            for j in range(m):
+                zeros += keys[order[j]] == 0
+            at_zero, at_other = 0, zeros
+            for e in order.copy():
+                k = keys[e]
+                if k == 0:
+                    key[at_zero], order[at_zero] = k, e
+                    at_zero += 1
+                else:
+                    key[at_other], order[at_other] = k, e
+                    at_other += 1
+            _radix(key[zeros:], order[zeros:])
+        if ranked:
+            _ties_by_rank(key, order, squared, rank)
+        for j in range(m):
+            d_out[i, j] = np.sqrt(squared[order[j]])
+            w_out[i, j] = weights[order[j]]
+        d_out[i, m:length] = np.inf
+        w_out[i, m:length] = 0.0
+
+
+@compiled()
+def _by_rank(elements, rank, order):  # pragma: no cover - compiled
+    """``elements`` in order of ``rank`` (0..15), stably, into ``order``."""
+    at = np.zeros(17, np.int64)
+    for e in elements:
+        at[rank[e] + 1] += 1
+    for r in range(16):
+        at[r + 1] += at[r]
+    for e in elements:
+        order[at[rank[e]]] = e
+        at[rank[e]] += 1
+
+
+@compiled()
+def _radix(key, order):  # pragma: no cover - compiled
+    """Sort ``key`` (and ``order`` with it) in place, stably, by digits of up to 11 bits, least significant
+    first, over the bits where the keys differ from the smallest (a few passes: see the module's note)."""
+    m = len(key)
+    if m == 0:
+        return
+    low_key, spread = key[0], np.uint64(0)
+    for j in range(m):
+        low_key = min(low_key, key[j])
+    for j in range(m):
+        spread |= key[j] - low_key
+    if spread == 0:
+        return
+    lowest, highest = 0, 64
+    while (spread >> np.uint64(lowest)) & np.uint64(1) == 0:
+        lowest += 1
+    while (spread >> np.uint64(highest - 1)) & np.uint64(1) == 0:
+        highest -= 1
+    widest = 8 if m < 2048 else 11
+    passes = -(-(highest - lowest) // widest)
+    width = -(-(highest - lowest) // passes)
+    mask = np.uint64((1 << width) - 1)
+    counts = np.zeros((passes, (1 << width) + 1), np.int64)
+    for j in range(m):
+        v = (key[j] - low_key) >> np.uint64(lowest)
+        for p in range(passes):
+            counts[p, ((v >> np.uint64(p * width)) & mask) + 1] += 1
+    key_from, order_from = key, order
+    key_to, order_to = np.empty_like(key), np.empty_like(order)
+    for p in range(passes):
+        at = counts[p]
+        for v in range(1 << width):
+            at[v + 1] += at[v]
+        shift = np.uint64(lowest + p * width)
+        for j in range(m):
+            v = ((key_from[j] - low_key) >> shift) & mask
+            t = at[v]
+            at[v] = t + 1
+            key_to[t], order_to[t] = key_from[j], order_from[j]
+        key_from, key_to = key_to, key_from
+        order_from, order_to = order_to, order_from
+    if passes % 2:
+        key[:] = key_from
+        order[:] = order_from
+
+
+@compiled()
+def _ties_by_rank(key, order, squared, rank):  # pragma: no cover - compiled
+    """Put each run of elements whose keys differ but whose square roots are equal in order of rank, stably."""
+    m, j = len(key), 1
+    previous = np.sqrt(squared[order[0]]) if m else 0.0
+    while j < m:
+        if key[j] != key[j - 1]:
+            d = np.sqrt(squared[order[j]])
+            if d == previous:
+                first, end = j - 1, j + 1
+                while first > 0 and np.sqrt(squared[order[first - 1]]) == d:
+                    first -= 1
+                while end < m and np.sqrt(squared[order[end]]) == d:
+                    end += 1
+                _by_rank(order[first:end].copy(), rank, order[first:end])
+                j, previous = end, d
+                continue
+            previous = d
+        j += 1
+
+
+def sorted_rows(image: torch.Tensor, squared: torch.Tensor, weights: torch.Tensor, n: int,
+                weight_rank: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The distances (square roots of ``squared``) of each of ``n`` images in one padded row, ascending, with
+    their weights: what :func:`.surface._padded_rows` gives, for CPU tensors.
+
+    Parameters
+    ----------
+    image
+        Int64 per element: its image, ``0..n-1``, ascending (the elements are listed by image).
+    squared
+        Float64 per element, non-negative: its squared distance (``inf`` where none).
+    weights
+        Float64 per element.
+    n
+        The number of images (rows).
+    weight_rank
+        Int16 per element, 0..15: orders the weights (equal ranks, equal weights) of elements whose
+        distances tie; None: ties in any order (their weights are equal).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        Distances ``[n, L]`` padded with ``inf``, weights ``[n, L]`` padded with 0, and each row's length
+        (int64 ``[n]``); ``L`` is the longest row's length, at least 1.
+
+    Examples
+    --------
+    >>> d, w, count = sorted_rows(torch.tensor([0, 0, 0, 1]), torch.tensor([4.0, 1.0, 4.0, 9.0], dtype=torch.float64),
+    ...                           torch.tensor([1.0, 2.0, 0.5, 1.0], dtype=torch.float64), 2,
+    ...                           torch.tensor([1, 1, 0, 1], dtype=torch.int16))
+    >>> d.tolist(), w.tolist(), count.tolist()
+    ([[1.0, 2.0, 2.0], [3.0, inf, inf]], [[2.0, 0.5, 1.0], [1.0, 0.0, 0.0]], [3, 1])
+    """
+    count = np.bincount(image.numpy(), minlength=n)
+    length = max(1, int(count.max()) if n else 0)
+    start = np.cumsum(count) - count
+    d, w = np.empty((n, length), np.float64), np.empty((n, length), np.float64)
+    squared_np = np.ascontiguousarray(squared.numpy())
+    ranked = weight_rank is not None
+    rank = weight_rank.numpy() if ranked else np.zeros(0, np.int16)
+    in_threads(_rows, count + 1, start, count, squared_np, squared_np.view(np.uint64), rank, np.ascontiguousarray(weights.numpy()), ranked, d, w)
+    return torch.from_numpy(d), torch.from_numpy(w), torch.from_numpy(count)

@@ -13,6 +13,7 @@ Numba's own threading layer is not used, so nothing changes for forked processes
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -59,13 +60,14 @@ def compiled(**options):
     return compile_
 
 
-def in_threads(kernel: Callable[..., None], work: np.ndarray, *args) -> None:
+def in_threads(kernel: Callable[..., None], work: np.ndarray, *args, worth: float = 0.0) -> None:
     """``kernel(tasks, *args)`` over every task ``0..len(work)-1``, in as many threads as torch uses
-    (``torch.set_num_threads``).
+    (``torch.set_num_threads``) when the total ``work`` (an estimate per task) is at least ``worth``.
 
-    Each thread takes runs of consecutive tasks in turn, a few runs per thread of about equal ``work``
-    (an estimate per task). ``kernel`` must release the GIL, and each task must write only its own
-    outputs, so that no value depends on the threads.
+    The tasks are cut into one run of consecutive tasks per thread, of about equal work; the calling
+    thread runs the first, threads kept for the purpose the others (waking a thread costs tens of
+    microseconds, starting one several times that). ``kernel`` must release the GIL, and each task must
+    write only its own outputs, so that no value depends on the threads.
 
     Examples
     --------
@@ -76,10 +78,27 @@ def in_threads(kernel: Callable[..., None], work: np.ndarray, *args) -> None:
     """
     tasks = np.arange(len(work))
     threads = min(torch.get_num_threads(), len(tasks))
-    if threads <= 1:
+    total = np.cumsum(work, dtype=np.float64)
+    if threads <= 1 or total[-1] < worth:
         kernel(tasks, *args)
         return
-    total = np.cumsum(work, dtype=np.float64)
-    runs = np.split(tasks, np.searchsorted(total, total[-1] * np.arange(1, 4 * threads) / (4 * threads)))
-    with ThreadPoolExecutor(threads, thread_name_prefix="medseg-eval-kernel") as pool:
-        list(pool.map(lambda run: kernel(run, *args), [r for r in runs if len(r)]))
+    first, *others = np.split(tasks, np.searchsorted(total, total[-1] * np.arange(1, threads) / threads))
+    pool = _helpers(threads - 1)
+    futures = [pool.submit(kernel, run, *args) for run in others if len(run)]
+    kernel(first, *args)
+    for future in futures:
+        future.result()
+
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None
+
+
+def _helpers(count: int) -> ThreadPoolExecutor:
+    """``count`` threads kept for :func:`in_threads`: made again in a forked process (whose copy of the
+    threads is gone) or for another count."""
+    global _pool
+    if _pool is None or _pool[:2] != (os.getpid(), count):
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)
+        _pool = (os.getpid(), count, ThreadPoolExecutor(count, thread_name_prefix="medseg-eval-kernel"))
+    return _pool[2]

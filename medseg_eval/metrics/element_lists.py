@@ -18,6 +18,9 @@ from .compiled import compiled, in_threads
 # The index of the lowest set bit of each byte value (8 for 0), and the number of set bits.
 _LOWEST_BIT = np.array([(v & -v).bit_length() - 1 if v else 8 for v in range(256)], np.int64)
 _SET_BITS = np.array([v.bit_count() for v in range(256)], np.int64)
+# Below these totals a call runs in one thread: waking another costs more than it saves.
+_WORTH_BYTES = 1 << 20
+_WORTH_ELEMENTS = 1 << 16
 
 
 @compiled(inline="always")
@@ -113,7 +116,7 @@ def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None 
     words = plane[:len(plane) // 8 * 8].view(np.uint64)
     per_image, per_row = elements.shape[1] * elements.shape[2], elements.shape[2]
     counts = np.zeros(2 * pairs, np.int64)
-    in_threads(_count, np.full(2 * pairs, per_image), plane, words, per_image, counts)
+    in_threads(_count, np.full(2 * pairs, per_image), plane, words, per_image, counts, worth=_WORTH_BYTES)
     start = np.cumsum(counts) - counts
     total = int(counts.sum())
     image, row, col = (np.empty(total, np.int64) for _ in range(3))
@@ -128,6 +131,6 @@ def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None 
         weight_rank = np.empty(total, np.int16)
     in_threads(_list, counts + per_image // 8, plane, words, per_image, per_row, pairs, shift, start, frame,
                bits.shape[1] * per_row if bits is not None else 0, table_np, ranks, image, row, col, on_partner,
-               weight, np.zeros(0, np.int16) if weight_rank is None else weight_rank)
+               weight, np.zeros(0, np.int16) if weight_rank is None else weight_rank, worth=_WORTH_ELEMENTS)
     out = [torch.from_numpy(a) for a in (image, row, col, on_partner, weight)]
     return (*out, None if weight_rank is None else torch.from_numpy(weight_rank))

@@ -38,6 +38,8 @@ SCAN_BUDGET = 0.25
 # A query whose scan passes this many columns on each side is far: the envelope answers it and the rest
 # of its row (a far row's first query would otherwise spend the row's whole budget).
 _FAR_COLUMNS = 32
+# Below this many pixels in all boxes a call runs in one thread: waking another costs more than it saves.
+_WORTH_PIXELS = 1 << 18
 
 
 @compiled(inline="always")
@@ -206,4 +208,4 @@ def nearest_squared_distances(row: np.ndarray, col: np.ndarray, spacing: np.ndar
     # writes only its own queries' elements of ``out``.
     rows = row[queries[query_end - 1]] - top + 1 if len(top) else top
     in_threads(_images, rows * width, row, col, spacing, top, left, width, targets_start, targets_end, query_start,
-               query_end, queries, out, float(scan_budget))
+               query_end, queries, out, float(scan_budget), worth=_WORTH_PIXELS)

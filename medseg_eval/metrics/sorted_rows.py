@@ -21,6 +21,8 @@ from .compiled import compiled, in_threads
 
 # Rows at most this long are sorted by insertion instead.
 _SHORT = 32
+# Below this many elements a call runs in one thread: waking another costs more than it saves.
+_WORTH_ELEMENTS = 1 << 15
 
 
 @compiled()
@@ -190,5 +192,6 @@ def sorted_rows(image: torch.Tensor, squared: torch.Tensor, weights: torch.Tenso
     squared_np = np.ascontiguousarray(squared.numpy())
     ranked = weight_rank is not None
     rank = weight_rank.numpy() if ranked else np.zeros(0, np.int16)
-    in_threads(_rows, count + 1, start, count, squared_np, squared_np.view(np.uint64), rank, np.ascontiguousarray(weights.numpy()), ranked, d, w)
+    in_threads(_rows, count + 1, start, count, squared_np, squared_np.view(np.uint64), rank,
+               np.ascontiguousarray(weights.numpy()), ranked, d, w, worth=_WORTH_ELEMENTS)
     return torch.from_numpy(d), torch.from_numpy(w), torch.from_numpy(count)

@@ -35,6 +35,9 @@ class SurfaceDistances:
     target_to_pred: torch.Tensor
     target_weights: torch.Tensor
     target_count: torch.Tensor
+    # Each row's total weight, added in order (as the cumulative sums the metrics read add).
+    pred_total: torch.Tensor
+    target_total: torch.Tensor
 
 
 def _padded_rows(
@@ -134,7 +137,7 @@ def distances_between(b: Boundaries, convention: str) -> SurfaceDistances:
     (pd, pw, pc), (td, tw, tc) = rows
     if spec.distance_dtype == "float32":  # rounding keeps the rows ascending
         pd, td = pd.float().double(), td.float().double()
-    return SurfaceDistances(pd, pw, pc, td, tw, tc)
+    return SurfaceDistances(pd, pw, pc, td, tw, tc, _last_in_row(pw.cumsum(1), pc), _last_in_row(tw.cumsum(1), tc))
 
 
 def distance_metric(
@@ -180,7 +183,7 @@ def distance_metric(
         return _last_in_row(x.cumsum(1), count)
 
     # Rows with an empty boundary divide by 1 here; the empty-mask policy replaces them.
-    p_total, t_total = total(pw, pc), total(tw, tc)
+    p_total, t_total = sd.pred_total, sd.target_total
     if name in ("nsd", "boundary_f1"):
         if spec.boundary == "edge-pixels":
             # MONAI's NSD (MedPy has none, so its convention takes MONAI's): float32 distances

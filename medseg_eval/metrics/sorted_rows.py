@@ -44,24 +44,7 @@ def _rows(tasks, start, count, squared, keys, rank, weights, ranked, d_out, w_ou
                     p -= 1
                 key[p], order[p] = k, e
         else:
-            if ranked:
-                _by_rank(np.arange(s, s + m), rank, order)
-            else:
-                order[:] = np.arange(s, s + m)
-            # Elements on the partner's boundary (distance 0, often half) first, the others after, stably.
-            zeros = 0
-            for j in range(m):
-                zeros += keys[order[j]] == 0
-            at_zero, at_other = 0, zeros
-            for e in order.copy():
-                k = keys[e]
-                if k == 0:
-                    key[at_zero], order[at_zero] = k, e
-                    at_zero += 1
-                else:
-                    key[at_other], order[at_other] = k, e
-                    at_other += 1
-            _radix(key[zeros:], order[zeros:])
+            _sort_long(s, m, keys, rank, ranked, order, key)
         if ranked:
             _ties_by_rank(key, order, squared, rank)
         for j in range(m):
@@ -85,50 +68,99 @@ def _by_rank(elements, rank, order):  # pragma: no cover - compiled
 
 
 @compiled()
-def _radix(key, order):  # pragma: no cover - compiled
-    """Sort ``key`` (and ``order`` with it) in place, stably, by digits of up to 11 bits, least significant
-    first, over the bits where the keys differ from the smallest (a few passes: see the module's note)."""
+def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - compiled
+    """Sort the elements ``s:s + m`` by ``(keys, rank)``, stably, into ``order``, with ``key`` equal where
+    their keys are: elements of key 0 (on the partner's boundary, often half) first, then the others by
+    a radix sort of one word each, their key's bits that vary above the index of the element."""
+    first = np.empty(m, np.int64)  # the elements in order of rank (or as listed)
+    if ranked:
+        _by_rank(np.arange(s, s + m), rank, first)
+    else:
+        first[:] = np.arange(s, s + m)
+    zeros, low, spread = 0, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)
+    for e in first:
+        k = keys[e]
+        if k == 0:
+            zeros += 1
+        else:
+            low = min(low, k)
+    for e in first:
+        if keys[e] != 0:
+            spread |= keys[e] - low
+    lowest, highest = 0, 0
+    if spread != 0:
+        while (spread >> np.uint64(lowest)) & np.uint64(1) == 0:
+            lowest += 1
+        highest = 64
+        while (spread >> np.uint64(highest - 1)) & np.uint64(1) == 0:
+            highest -= 1
+    # Element j's word: its key's varying bits plus 1 (0 stands for key 0), above j's own bits.
+    index_bits, bits = 0, highest - lowest + 1
+    while (1 << index_bits) < m:
+        index_bits += 1
+    if index_bits + bits > 64:  # keys of too many orders of magnitude at full precision
+        for j in range(m):
+            order[j], key[j] = first[j], keys[first[j]]
+        _radix(key, order, 0, 64)
+        return
+    words = np.empty(m - zeros, np.uint64)
+    z, t = 0, 0
+    for j in range(m):
+        k = keys[first[j]]
+        if k == 0:
+            order[z], key[z] = first[j], 0
+            z += 1
+        else:
+            words[t] = ((((k - low) >> np.uint64(lowest)) + np.uint64(1)) << np.uint64(index_bits)) | np.uint64(j)
+            t += 1
+    _radix(words, np.empty(0, np.int64), index_bits, bits)
+    mask = np.uint64((1 << index_bits) - 1)
+    for t in range(m - zeros):
+        order[zeros + t] = first[words[t] & mask]
+        key[zeros + t] = words[t] >> np.uint64(index_bits)
+
+
+@compiled()
+def _radix(key, order, lowest, bits):  # pragma: no cover - compiled
+    """Sort ``key`` (and ``order`` with it, unless empty) in place, stably, by its bits ``lowest`` to
+    ``lowest + bits``, in digits of up to 12 bits, least significant first."""
     m = len(key)
-    if m == 0:
+    carry = len(order) > 0
+    if m == 0 or bits == 0:
         return
-    low_key, spread = key[0], np.uint64(0)
-    for j in range(m):
-        low_key = min(low_key, key[j])
-    for j in range(m):
-        spread |= key[j] - low_key
-    if spread == 0:
-        return
-    lowest, highest = 0, 64
-    while (spread >> np.uint64(lowest)) & np.uint64(1) == 0:
-        lowest += 1
-    while (spread >> np.uint64(highest - 1)) & np.uint64(1) == 0:
-        highest -= 1
-    widest = 8 if m < 2048 else 11
-    passes = -(-(highest - lowest) // widest)
-    width = -(-(highest - lowest) // passes)
+    widest = 8 if m < 4096 else 12
+    passes = -(-bits // widest)
+    width = -(-bits // passes)
     mask = np.uint64((1 << width) - 1)
     counts = np.zeros((passes, (1 << width) + 1), np.int64)
     for j in range(m):
-        v = (key[j] - low_key) >> np.uint64(lowest)
+        v = key[j] >> np.uint64(lowest)
         for p in range(passes):
             counts[p, ((v >> np.uint64(p * width)) & mask) + 1] += 1
     key_from, order_from = key, order
     key_to, order_to = np.empty_like(key), np.empty_like(order)
+    moved = 0
     for p in range(passes):
         at = counts[p]
+        if at[((key[0] >> np.uint64(lowest + p * width)) & mask) + 1] == m:
+            continue  # a digit every key shares
+        moved += 1
         for v in range(1 << width):
             at[v + 1] += at[v]
         shift = np.uint64(lowest + p * width)
         for j in range(m):
-            v = ((key_from[j] - low_key) >> shift) & mask
+            v = (key_from[j] >> shift) & mask
             t = at[v]
             at[v] = t + 1
-            key_to[t], order_to[t] = key_from[j], order_from[j]
+            key_to[t] = key_from[j]
+            if carry:
+                order_to[t] = order_from[j]
         key_from, key_to = key_to, key_from
         order_from, order_to = order_to, order_from
-    if passes % 2:
+    if moved % 2:
         key[:] = key_from
-        order[:] = order_from
+        if carry:
+            order[:] = order_from
 
 
 @compiled()

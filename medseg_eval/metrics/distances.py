@@ -110,10 +110,10 @@ def partner_squared_distances(b: Boundaries) -> torch.Tensor:
 def _open_queries(b: Boundaries, d2: torch.Tensor) -> torch.Tensor:
     """Write 0 into ``d2`` for the elements shared with the partner's boundary (often about half) and
     return the others whose partner has elements (the rest keep ``inf``)."""
-    d2[b.on_partner] = 0.0
-    partner = torch.where(b.image < b.pairs, b.image + b.pairs, b.image - b.pairs)
-    has_targets = (torch.bincount(b.image, minlength=2 * b.pairs) > 0)[partner]
-    return (~b.on_partner & has_targets).nonzero().flatten()
+    d2.masked_fill_(b.on_partner, 0.0)
+    # Per image, whether its partner (image (i + N) mod 2N) holds elements; then per element.
+    partner_has = (torch.bincount(b.image, minlength=2 * b.pairs) > 0).roll(b.pairs)
+    return (~b.on_partner & _gather(partner_has, b.image)).nonzero().flatten()
 
 
 def _search_near_rows(b: Boundaries, rows: _LineSearch, pending: torch.Tensor, d2: torch.Tensor) -> torch.Tensor:

@@ -43,9 +43,12 @@ def _rows(tasks, start, count, squared, keys, rank, weights, ranked, d_out, w_ou
                     key[p], order[p] = key[p - 1], order[p - 1]
                     p -= 1
                 key[p], order[p] = k, e
+            step = 0
         else:
-            _sort_long(s, m, keys, rank, ranked, order, key)
-        if ranked:
+            step = _sort_long(s, m, keys, rank, ranked, order, key)
+        # Distinct squares whose roots are equal lie a few units of their last bit apart: where every two
+        # distinct keys differ by 16 units or more (``step`` of 4 bits), none tie.
+        if ranked and step < 4:
             _ties_by_rank(key, order, squared, rank)
         for j in range(m):
             d_out[i, j] = np.sqrt(squared[order[j]])
@@ -71,7 +74,8 @@ def _by_rank(elements, rank, order):  # pragma: no cover - compiled
 def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - compiled
     """Sort the elements ``s:s + m`` by ``(keys, rank)``, stably, into ``order``, with ``key`` equal where
     their keys are: elements of key 0 (on the partner's boundary, often half) first, then the others by
-    a radix sort of one word each, their key's bits that vary above the index of the element."""
+    a radix sort of one word each, their key's bits that vary above the index of the element. Returns
+    the lowest bit where two keys differ (any two distinct keys differ by a multiple of 2 to its power)."""
     first = np.empty(m, np.int64)  # the elements in order of rank (or as listed)
     if ranked:
         _by_rank(np.arange(s, s + m), rank, first)
@@ -102,7 +106,7 @@ def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - comp
         for j in range(m):
             order[j], key[j] = first[j], keys[first[j]]
         _radix(key, order, 0, 64)
-        return
+        return 0
     words = np.empty(m - zeros, np.uint64)
     z, t = 0, 0
     for j in range(m):
@@ -118,6 +122,7 @@ def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - comp
     for t in range(m - zeros):
         order[zeros + t] = first[words[t] & mask]
         key[zeros + t] = words[t] >> np.uint64(index_bits)
+    return lowest
 
 
 @compiled()

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
+from . import compiled
 from ._validation import (
     ArrayLike,
     as_label_tensor,
@@ -33,6 +34,7 @@ from .conventions import (
 )
 from .lesions import LesionCriteria, lesion_counts, lesion_ratios
 from .overlap import ConfusionCounts, class_masks, confusion_counts, overlap_metric, pixel_counts
+from .packed_counts import packed_counts
 from .surface import apply_empty_policy, distance_metric, distances_between, sqrt_rn
 from .topology import TopologyOptions, topology_metrics
 
@@ -249,10 +251,14 @@ def _pixel_passes(pred: torch.Tensor, target: torch.Tensor, roi: torch.Tensor | 
         block = slice(start, start + per_block)
         pred_masks, target_masks = class_masks(pred[block], target[block], None if roi is None else roi[block],
                                                num_classes)
+        if pack:
+            frame_pairs(bits, start * k, pred_masks.flatten(0, 1), target_masks.flatten(0, 1))
         if count:
             counted = (torch.full((len(pred_masks),), height * width, device=pred.device) if roi is None
                        else pixel_counts(roi[block]))
-            counts.append(confusion_counts(pred_masks, target_masks, counted))
-        if pack:
-            frame_pairs(bits, start * k, pred_masks.flatten(0, 1), target_masks.flatten(0, 1))
+            if pack and compiled.used(bits):  # the packed bits, an eighth of the bytes, still in the cache
+                ones = packed_counts(bits, start * k, (start + len(pred_masks)) * k).view(-1, k, 3)
+                counts.append(ConfusionCounts.of(ones[..., 2], ones[..., 0], ones[..., 1], counted))
+            else:
+                counts.append(confusion_counts(pred_masks, target_masks, counted))
     return (ConfusionCounts.cat(counts) if count else None), bits

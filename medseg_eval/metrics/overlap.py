@@ -26,6 +26,22 @@ class ConfusionCounts:
     tn: torch.Tensor
 
     @classmethod
+    def of(cls, both: torch.Tensor, predicted: torch.Tensor, actual: torch.Tensor,
+           counted: torch.Tensor) -> ConfusionCounts:
+        """The counts from the pixels set in both masks, in the prediction and in the ground truth
+        (integers ``[B, K]``), of ``counted`` pixels per case (``[B]``).
+
+        Examples
+        --------
+        >>> c = ConfusionCounts.of(torch.tensor([[2]]), torch.tensor([[3]]), torch.tensor([[2]]), torch.tensor([4]))
+        >>> c.tp.tolist(), c.fp.tolist(), c.fn.tolist(), c.tn.tolist()
+        ([[2.0]], [[1.0]], [[0.0]], [[1.0]])
+        """
+        tp, fp, fn = both, predicted - both, actual - both
+        tn = counted[:, None] - tp - fp - fn
+        return cls(tp.double(), fp.double(), fn.double(), tn.double())
+
+    @classmethod
     def cat(cls, parts: list[ConfusionCounts]) -> ConfusionCounts:
         """The counts of consecutive blocks of cases, in one."""
         return cls(*(torch.cat(column) for column in zip(*((c.tp, c.fp, c.fn, c.tn) for c in parts))))
@@ -80,11 +96,7 @@ def confusion_counts(pred: torch.Tensor, target: torch.Tensor, counted: torch.Te
     >>> c.tp.tolist(), c.fp.tolist(), c.fn.tolist(), c.tn.tolist()
     ([[2.0]], [[1.0]], [[0.0]], [[1.0]])
     """
-    tp = pixel_counts(pred & target)
-    fp = pixel_counts(pred) - tp
-    fn = pixel_counts(target) - tp
-    tn = counted[:, None] - tp - fp - fn
-    return ConfusionCounts(tp.double(), fp.double(), fn.double(), tn.double())
+    return ConfusionCounts.of(pixel_counts(pred & target), pixel_counts(pred), pixel_counts(target), counted)
 
 
 def pixel_counts(masks: torch.Tensor) -> torch.Tensor:

@@ -73,22 +73,15 @@ def _by_rank(elements, rank, order):  # pragma: no cover - compiled
 @compiled()
 def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - compiled
     """Sort the elements ``s:s + m`` by ``(keys, rank)``, stably, into ``order``, with ``key`` equal where
-    their keys are: elements of key 0 (on the partner's boundary, often half) first, then the others by
-    a radix sort of one word each, their key's bits that vary above the index of the element. Returns
-    the lowest bit where two keys differ (any two distinct keys differ by a multiple of 2 to its power)."""
-    first = np.empty(m, np.int64)  # the elements in order of rank (or as listed)
-    if ranked:
-        _by_rank(np.arange(s, s + m), rank, first)
-    else:
-        first[:] = np.arange(s, s + m)
-    zeros, low, spread = 0, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)
-    for e in first:
-        k = keys[e]
-        if k == 0:
-            zeros += 1
-        else:
-            low = min(low, k)
-    for e in first:
+    their keys are, by a radix sort of one word per element: the bits where its key varies (plus 1, so
+    that 0 stands for key 0: elements on the partner's boundary), then its rank, above its own index.
+    Returns the lowest bit where two keys differ (two distinct keys differ by a multiple of 2 to its
+    power)."""
+    low, spread = np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0)
+    for e in range(s, s + m):
+        if keys[e] != 0:
+            low = min(low, keys[e])
+    for e in range(s, s + m):
         if keys[e] != 0:
             spread |= keys[e] - low
     lowest, highest = 0, 0
@@ -98,30 +91,31 @@ def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - comp
         highest = 64
         while (spread >> np.uint64(highest - 1)) & np.uint64(1) == 0:
             highest -= 1
-    # Element j's word: its key's varying bits plus 1 (0 stands for key 0), above j's own bits.
-    index_bits, bits = 0, highest - lowest + 1
+    rank_bits = 4 if ranked else 0
+    index_bits, bits = 0, highest - lowest + 1 + rank_bits
     while (1 << index_bits) < m:
         index_bits += 1
-    if index_bits + bits > 64:  # keys of too many orders of magnitude at full precision
+    if index_bits + bits > 64:  # keys of too many orders of magnitude at full precision: keys and indices apart
+        if ranked:
+            _by_rank(np.arange(s, s + m), rank, order)
+        else:
+            order[:] = np.arange(s, s + m)
         for j in range(m):
-            order[j], key[j] = first[j], keys[first[j]]
+            key[j] = keys[order[j]]
         _radix(key, order, 0, 64)
         return 0
-    words = np.empty(m - zeros, np.uint64)
-    z, t = 0, 0
+    words = np.empty(m, np.uint64)
     for j in range(m):
-        k = keys[first[j]]
-        if k == 0:
-            order[z], key[z] = first[j], 0
-            z += 1
-        else:
-            words[t] = ((((k - low) >> np.uint64(lowest)) + np.uint64(1)) << np.uint64(index_bits)) | np.uint64(j)
-            t += 1
+        k = keys[s + j]
+        word = ((k - low) >> np.uint64(lowest)) + np.uint64(1) if k != 0 else np.uint64(0)
+        if ranked:
+            word = (word << np.uint64(4)) | np.uint64(rank[s + j])
+        words[j] = (word << np.uint64(index_bits)) | np.uint64(j)
     _radix(words, np.empty(0, np.int64), index_bits, bits)
     mask = np.uint64((1 << index_bits) - 1)
-    for t in range(m - zeros):
-        order[zeros + t] = first[words[t] & mask]
-        key[zeros + t] = words[t] >> np.uint64(index_bits)
+    for j in range(m):
+        order[j] = s + (words[j] & mask)
+        key[j] = words[j] >> np.uint64(index_bits + rank_bits)
     return lowest
 
 

@@ -24,6 +24,8 @@ import torch
 # Whether CPU tensors go to the compiled kernels; the tests set it to False to run the torch code that
 # CUDA runs on the CPU too.
 ON_CPU = True
+# Runs of tasks per thread in :func:`in_threads`: enough to even out rough estimates of their work.
+_RUNS = 4
 
 
 def used(tensor: torch.Tensor) -> bool:
@@ -64,10 +66,11 @@ def in_threads(kernel: Callable[..., None], work: np.ndarray, *args, worth: floa
     """``kernel(tasks, *args)`` over every task ``0..len(work)-1``, in as many threads as torch uses
     (``torch.set_num_threads``) when the total ``work`` (an estimate per task) is at least ``worth``.
 
-    The tasks are cut into one run of consecutive tasks per thread, of about equal work; the calling
-    thread runs the first, threads kept for the purpose the others (waking a thread costs tens of
-    microseconds, starting one several times that). ``kernel`` must release the GIL, and each task must
-    write only its own outputs, so that no value depends on the threads.
+    The tasks are cut into runs of consecutive tasks, a few per thread, of about equal work (the
+    estimates are rough); the calling thread and threads kept for the purpose (waking one costs tens of
+    microseconds, starting one several times that) each take the next run left until none is.
+    ``kernel`` must release the GIL, and each task must write only its own outputs, so that no value
+    depends on the threads.
 
     Examples
     --------
@@ -82,10 +85,15 @@ def in_threads(kernel: Callable[..., None], work: np.ndarray, *args, worth: floa
     if threads <= 1 or total[-1] < worth:
         kernel(tasks, *args)
         return
-    first, *others = np.split(tasks, np.searchsorted(total, total[-1] * np.arange(1, threads) / threads))
-    pool = _helpers(threads - 1)
-    futures = [pool.submit(kernel, run, *args) for run in others if len(run)]
-    kernel(first, *args)
+    runs = iter(np.split(tasks, np.searchsorted(total, total[-1] * np.arange(1, _RUNS * threads) / (_RUNS * threads))))
+
+    def take_runs() -> None:
+        for run in runs:  # one shared iterator: each run goes to the first thread free
+            if len(run):
+                kernel(run, *args)
+
+    futures = [_helpers(threads - 1).submit(take_runs) for _ in range(threads - 1)]
+    take_runs()
     for future in futures:
         future.result()
 

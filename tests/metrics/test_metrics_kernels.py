@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from medseg_eval import metrics
-from medseg_eval.metrics import compiled
+from medseg_eval.metrics import compiled, element_lists, feature_transform, sorted_rows
+from medseg_eval.metrics import packed_counts as packed
 from medseg_eval.metrics.boundaries import framed_bits
 from medseg_eval.metrics.overlap import pixel_counts
 from medseg_eval.metrics.packed_counts import packed_counts
@@ -54,3 +55,26 @@ def test_kernels_and_torch_code_give_the_same_metrics(convention: str, spacing: 
                                       convention=convention, **options)
     for name in names:
         np.testing.assert_array_equal(out[True][name].numpy(), out[False][name].numpy(), err_msg=name)
+
+
+def test_kernels_give_the_same_bits_in_any_number_of_threads(monkeypatch) -> None:
+    """Each task of a kernel writes only its own outputs: 1 thread and 2 (every call split, however small)."""
+    for module, name in ((element_lists, "_WORTH_BYTES"), (element_lists, "_WORTH_ELEMENTS"),
+                         (feature_transform, "_WORTH_PIXELS"), (packed, "_WORTH_BYTES"),
+                         (sorted_rows, "_WORTH_ELEMENTS")):
+        monkeypatch.setattr(module, name, 0)
+    cases = random_cases(16, seed=9, shape=(120, 90))
+    pred = np.stack([c.pred for c in cases]).astype(np.uint8)
+    target = np.stack([c.target for c in cases]).astype(np.uint8)
+    num_classes = max(c.num_classes for c in cases)
+    names = ["dice", "hausdorff", "hd95", "assd", "nsd"]
+    threads = torch.get_num_threads()
+    out = []
+    try:
+        for count in (1, 2):
+            torch.set_num_threads(count)
+            out.append(metrics.compute(pred, target, names, num_classes=num_classes, spacing=(0.7, 1.3)))
+    finally:
+        torch.set_num_threads(threads)
+    for name in names:
+        np.testing.assert_array_equal(out[0][name].numpy(), out[1][name].numpy(), err_msg=name)

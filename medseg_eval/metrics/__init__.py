@@ -1,4 +1,5 @@
-"""The metrics engine: batched, exact segmentation metrics in pure torch (CPU and CUDA).
+"""The metrics engine: batched, exact segmentation metrics in torch, on CPU and CUDA (on the CPU the steps
+that loop over boundary elements run as compiled kernels: :mod:`.compiled`).
 
 Examples
 --------

@@ -2,9 +2,10 @@
 
 :mod:`.boundaries` finds each convention's boundary elements by bitwise operations on whole packed rows
 (8 pixels to a byte), on CPU and CUDA alike. Listing them (each set bit's image, row and column, whether
-the partner image holds the same element, and DeepMind's contour length) is a scan here: the planes
-are read 8 bytes at a time, mostly zero words skipped, and each set bit is listed where it is found, so
-the cost is one read of the planes plus a few nanoseconds per element. CUDA lists them by torch's
+the partner image holds the same element, and DeepMind's contour length) is a scan here: each image's
+elements are counted (:func:`.packed_counts.packed_counts`), then its plane is read 8 bytes at a time,
+mostly zero words skipped, and each set bit is listed where it is found, so the cost is two reads of
+the planes plus a few nanoseconds per element. CUDA lists them by torch's
 ``nonzero`` and gathers instead (:func:`.boundaries.frame_boundaries`); the tests compare the two.
 """
 
@@ -14,12 +15,11 @@ import numpy as np
 import torch
 
 from .compiled import compiled, in_threads
+from .packed_counts import packed_counts
 
-# The index of the lowest set bit of each byte value (8 for 0), and the number of set bits.
+# The index of the lowest set bit of each byte value (8 for 0).
 _LOWEST_BIT = np.array([(v & -v).bit_length() - 1 if v else 8 for v in range(256)], np.int64)
-_SET_BITS = np.array([v.bit_count() for v in range(256)], np.int64)
-# Below these totals a call runs in one thread: waking another costs more than it saves.
-_WORTH_BYTES = 1 << 20
+# Below this total a call runs in one thread: waking another costs more than it saves.
 _WORTH_ELEMENTS = 1 << 16
 
 
@@ -27,20 +27,6 @@ _WORTH_ELEMENTS = 1 << 16
 def _bit(plane, at, c):  # pragma: no cover - compiled
     """Bit ``c`` of the packed row that starts at byte ``at`` of ``plane``."""
     return (plane[at + (c >> 3)] >> (c & 7)) & 1
-
-
-@compiled()
-def _count(tasks, plane, words, per_image, counts):  # pragma: no cover - compiled
-    """The set bits of each image of ``plane`` (flat bytes; ``words``: the same as uint64)."""
-    for i in tasks:
-        f, stop, total = i * per_image, (i + 1) * per_image, 0
-        while f < stop:
-            if f & 7 == 0 and f + 8 <= stop and words[f >> 3] == 0:
-                f += 8
-                continue
-            total += _SET_BITS[plane[f]]
-            f += 1
-        counts[i] = total
 
 
 @compiled()
@@ -112,11 +98,12 @@ def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None 
     ([0, 0, 1], [0, 2, 2], [False, True, True], None)
     """
     pairs = len(elements) // 2
-    plane = elements.contiguous().view(-1).numpy()
+    elements = elements.contiguous()
+    plane = elements.view(-1).numpy()
     words = plane[:len(plane) // 8 * 8].view(np.uint64)
     per_image, per_row = elements.shape[1] * elements.shape[2], elements.shape[2]
-    counts = np.zeros(2 * pairs, np.int64)
-    in_threads(_count, np.full(2 * pairs, per_image), plane, words, per_image, counts, worth=_WORTH_BYTES)
+    ones = packed_counts(elements, 0, pairs).numpy()
+    counts = np.concatenate([ones[:, 0], ones[:, 1]])  # predictions', then ground truths' (pair i: i and N + i)
     start = np.cumsum(counts) - counts
     total = int(counts.sum())
     image, row, col = (np.empty(total, np.int64) for _ in range(3))

@@ -71,7 +71,7 @@ def packed_counts(bits: torch.Tensor, first: int, last: int) -> torch.Tensor:
     [[30, 30, 14]]
     """
     pairs = len(bits) // 2
-    plane = bits.view(-1).numpy()
+    plane = bits.contiguous().view(-1).numpy()
     words = plane[:len(plane) // 8 * 8].view(np.uint64)
     per_image = bits.shape[1] * bits.shape[2]
     out = np.zeros((pairs, 3), np.int64)

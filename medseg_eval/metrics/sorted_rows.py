@@ -1,15 +1,17 @@
 """Each image's distances in ascending order, on the CPU, by a compiled radix sort per image.
 
 The distance metrics read each image's distances sorted (percentiles, and sums in the order the
-references add them), and DeepMind orders distances that tie by their contour lengths. A row is
-sorted here by the squared distances' bits, least significant byte first, in stable passes that skip
-the bytes every element shares: squared distances of integer offsets at spacings such as 1 or 0.5 vary
-in their top four bytes only, so a row costs about four passes over it. Contour lengths are the minor
-key: their ranks (:attr:`.Boundaries.weight_rank`) go first, in one counting pass. Distinct squared
-distances can share a square root; where they do (and lengths are a key), that run is put in order of
-rank again, so every row holds exactly the (distance, weight) pairs, in exactly the order, that
-sorting the distances and lengths as pairs gives. CUDA sorts the whole list by torch's sorts instead
-(:func:`.surface._padded_rows`); the tests compare the two.
+references add them), and DeepMind orders distances that tie by their contour lengths. A row is sorted
+as one 64-bit word per element: the bits where the image's squared distances vary (their offset from
+the smallest nonzero one, plus 1, so that 0 stands for distance 0), then the rank of the element's
+contour length (:attr:`.Boundaries.weight_rank`), above the element's own index; a stable radix sort
+of those bits, least significant digit first, orders the elements by (distance, length) and keeps the
+list's order among equals. Squared distances of integer offsets at spacings such as 1 or 0.5 vary in
+a few dozen bits, so a row costs two or three passes. Distinct squared distances can share a square
+root; where they can (keys a few units of their last bit apart) and lengths are a key, such a run is
+put in order of rank again, so every row holds exactly the (distance, weight) pairs, in exactly the
+order, that sorting the distances and lengths as pairs gives. CUDA sorts the whole list by torch's
+sorts instead (:func:`.surface._padded_rows`); the tests compare the two.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ _WORTH_ELEMENTS = 1 << 15
 
 @compiled()
 def _rows(tasks, start, count, squared, keys, rank, weights, ranked, d_out, w_out):  # pragma: no cover - compiled
-    """Sort the elements ``start[i]:start[i] + count[i]`` of each task ``i`` by ``(keys, rank)`` (stably;
-    ``keys``: the bits of ``squared``) and write their square roots and weights into row ``i`` of ``d_out`` and ``w_out``, padded with inf and 0."""
+    """Sort the elements ``start[i]:start[i] + count[i]`` of each task ``i`` by ``(keys, rank)``, stably
+    (``keys``: the bits of ``squared``), and write their square roots and weights into row ``i`` of
+    ``d_out`` and ``w_out``, padded with inf and 0."""
     length = d_out.shape[1]
     for i in tasks:
         m, s = count[i], start[i]
@@ -95,7 +98,7 @@ def _sort_long(s, m, keys, rank, ranked, order, key):  # pragma: no cover - comp
     index_bits, bits = 0, highest - lowest + 1 + rank_bits
     while (1 << index_bits) < m:
         index_bits += 1
-    if index_bits + bits > 64:  # keys of too many orders of magnitude at full precision: keys and indices apart
+    if index_bits + bits > 64:  # keys of many orders of magnitude at full precision: keys and indices apart
         if ranked:
             _by_rank(np.arange(s, s + m), rank, order)
         else:

@@ -66,7 +66,7 @@ def _list(tasks, plane, words, per_image, per_row, pairs, shift, start, bits, bi
 
 
 def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None = None,
-                  table: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+                  table: torch.Tensor | None = None, ranks: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
     """Every set bit of packed planes ``[2N, R, B]``: its image, row and column, whether image ``(i + N) mod
     2N`` has it set too, and its weight (and weight rank), listed by image, row-major.
 
@@ -80,15 +80,15 @@ def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None 
         For corner elements (DeepMind): the framed masks ``[2N, R + 1, B]``; corner ``(r, c)`` of the
         plane has its four pixels at rows ``r, r + 1`` and columns ``c, c + 1`` there. None: edge pixels,
         weight 1.
-    table
-        With ``bits``: float64 ``[2N, 16]``, the contour length of each 2x2 code per image.
+    table, ranks
+        With ``bits``: float64 ``[2N, 16]``, the contour length of each 2x2 code per image, and int16
+        ``[2N, 16]``, each length's rank among its image's 16 (:func:`.boundaries.length_ranks`).
 
     Returns
     -------
     tuple of torch.Tensor
         ``image, row, col`` (int64), ``on_partner`` (bool), ``weight`` (float64) and ``weight_rank``
-        (int16, the rank of each element's length among its image's 16, ties in code order; None for
-        edge pixels).
+        (int16, from ``ranks``; None for edge pixels).
 
     Examples
     --------
@@ -109,15 +109,14 @@ def list_elements(elements: torch.Tensor, shift: int, bits: torch.Tensor | None 
     image, row, col = (np.empty(total, np.int64) for _ in range(3))
     on_partner, weight = np.empty(total, np.bool_), np.empty(total, np.float64)
     if bits is None:
-        frame, table_np, ranks, weight_rank = np.zeros(0, np.uint8), np.zeros((0, 16)), np.zeros((0, 16), np.int16), None
+        frame, table_np, ranks_np = np.zeros(0, np.uint8), np.zeros((0, 16)), np.zeros((0, 16), np.int16)
+        weight_rank = None
     else:
         frame = bits.contiguous().view(-1).numpy()
-        table_np = np.ascontiguousarray(table.numpy())
-        # Each length's rank among its image's 16 (stable: equal lengths in code order).
-        ranks = np.argsort(np.argsort(table_np, axis=1, kind="stable"), axis=1, kind="stable").astype(np.int16)
+        table_np, ranks_np = (np.ascontiguousarray(t.numpy()) for t in (table, ranks))
         weight_rank = np.empty(total, np.int16)
     in_threads(_list, counts + per_image // 8, plane, words, per_image, per_row, pairs, shift, start, frame,
-               bits.shape[1] * per_row if bits is not None else 0, table_np, ranks, image, row, col, on_partner,
+               bits.shape[1] * per_row if bits is not None else 0, table_np, ranks_np, image, row, col, on_partner,
                weight, np.zeros(0, np.int16) if weight_rank is None else weight_rank, worth=_WORTH_ELEMENTS)
     out = [torch.from_numpy(a) for a in (image, row, col, on_partner, weight)]
     return (*out, None if weight_rank is None else torch.from_numpy(weight_rank))

@@ -3,6 +3,9 @@ False): packed counts against mask counts, and the whole engine, bit for bit."""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -78,3 +81,29 @@ def test_kernels_give_the_same_bits_in_any_number_of_threads(monkeypatch) -> Non
         torch.set_num_threads(threads)
     for name in names:
         np.testing.assert_array_equal(out[0][name].numpy(), out[1][name].numpy(), err_msg=name)
+
+
+def _score_in_two_threads(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    torch.set_num_threads(2)
+    return metrics.compute(pred, target, ["hd95", "assd"])["assd"].numpy()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_kernels_run_in_a_forked_process_after_the_parent_used_their_threads(monkeypatch) -> None:
+    """A forked process (a DataLoader worker, a process pool) has no copy of the kept threads: it must make
+    its own rather than wait on the parent's forever."""
+    for module, name in ((element_lists, "_WORTH_ELEMENTS"), (feature_transform, "_WORTH_PIXELS"),
+                         (packed, "_WORTH_BYTES"), (sorted_rows, "_WORTH_ELEMENTS")):
+        monkeypatch.setattr(module, name, 0)
+    cases = random_cases(8, seed=3, shape=(64, 64))
+    pred = np.stack([c.pred > 0 for c in cases]).astype(np.uint8)
+    target = np.stack([c.target > 0 for c in cases]).astype(np.uint8)
+    threads = torch.get_num_threads()
+    try:
+        want = _score_in_two_threads(pred, target)  # the parent keeps a helper thread
+        assert compiled._pool is not None and compiled._pool[0] == os.getpid()
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_score_in_two_threads, (pred, target)).get(timeout=120)
+    finally:
+        torch.set_num_threads(threads)
+    np.testing.assert_array_equal(got, want)
